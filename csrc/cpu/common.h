@@ -1,0 +1,160 @@
+// Shared pieces of the CPU kernels: one sample's valid tokens in a contiguous buffer, Gram tiles
+// through BLAS, per-row k-nearest lists, and the choice between parallelism across samples and
+// inside one sample.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace emollm::cpu {
+
+// Rows per Gram tile. 256 keeps a float tile at 256 KiB (L2-sized) while each BLAS call still
+// does 256x256x1024 multiply-adds, enough to run near peak.
+constexpr int64_t kTile = 256;
+
+// Compute type: float for float/half/bfloat16 inputs (accumulate in f32), double for double.
+inline at::ScalarType compute_type(const at::Tensor& x) {
+  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// One sample's valid tokens, compacted in their original order.
+template <typename T>
+struct Sample {
+  at::Tensor x;               // [n, D] contiguous, compute type
+  std::vector<int64_t> orig;  // compacted index -> original index
+  std::vector<T> sqnorm;      // ||x_i||^2
+  int64_t n = 0;
+  int64_t dim = 0;
+
+  const T* row(int64_t i) const { return x.data_ptr<T>() + i * dim; }
+};
+
+// xb: [N, D] contiguous in the compute type; valid: N bools or nullptr (all valid).
+template <typename T>
+Sample<T> make_sample(const at::Tensor& xb, const bool* valid) {
+  Sample<T> s;
+  const int64_t N = xb.size(0);
+  s.dim = xb.size(1);
+  s.orig.reserve(N);
+  for (int64_t i = 0; i < N; ++i)
+    if (valid == nullptr || valid[i]) s.orig.push_back(i);
+  s.n = static_cast<int64_t>(s.orig.size());
+  if (s.n == N) {
+    s.x = xb;  // no copy when every token is valid
+  } else {
+    s.x = xb.index_select(0, at::tensor(s.orig, at::kLong)).contiguous();
+  }
+  s.sqnorm.resize(s.n);
+  const T* data = s.x.template data_ptr<T>();
+  for (int64_t i = 0; i < s.n; ++i) {
+    T acc = 0;
+    const T* r = data + i * s.dim;
+    for (int64_t d = 0; d < s.dim; ++d) acc += r[d] * r[d];
+    s.sqnorm[i] = acc;
+  }
+  return s;
+}
+
+// G[0:ni, 0:nj] = A[i0:i0+ni] . B[j0:j0+nj]^T into the flat buffer `buf` (at least ni*nj).
+inline at::Tensor gram_tile(at::Tensor& buf, const at::Tensor& a, int64_t i0, int64_t ni,
+                            const at::Tensor& b, int64_t j0, int64_t nj) {
+  at::Tensor g = buf.narrow(0, 0, ni * nj).view({ni, nj});
+  at::mm_out(g, a.narrow(0, i0, ni), b.narrow(0, j0, nj).t());
+  return g;
+}
+
+// Squared distance scaled by 1/D from norms and a dot product, clamped at 0.
+template <typename T>
+inline T scaled_sqdist(T ni, T nj, T dot, T inv_dim) {
+  T d2 = (ni + nj - T(2) * dot) * inv_dim;
+  return d2 > T(0) ? d2 : T(0);
+}
+
+// The k smallest distances of every row, ascending, with their column indices.
+template <typename T>
+struct KnnLists {
+  int64_t n = 0, k = 0;
+  std::vector<T> dist;        // [n, k]
+  std::vector<int64_t> idx;   // [n, k]
+  std::vector<T> worst;       // [n]: the current k-th distance, the bar a candidate must beat
+  T max_d2 = 0;               // largest distance seen over pairs i != j
+
+  KnnLists(int64_t n_, int64_t k_)
+      : n(n_), k(k_), dist(n_ * k_, std::numeric_limits<T>::infinity()), idx(n_ * k_, -1),
+        worst(n_, std::numeric_limits<T>::infinity()) {}
+
+  inline void offer(int64_t i, T d, int64_t j) {
+    if (!(d < worst[i])) return;
+    T* D = dist.data() + i * k;
+    int64_t* I = idx.data() + i * k;
+    int64_t p = k - 1;
+    while (p > 0 && D[p - 1] > d) {
+      D[p] = D[p - 1];
+      I[p] = I[p - 1];
+      --p;
+    }
+    D[p] = d;
+    I[p] = j;
+    worst[i] = D[k - 1];
+  }
+
+  void absorb(const KnnLists& other) {
+    max_d2 = std::max(max_d2, other.max_d2);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t m = 0; m < k; ++m)
+        if (other.idx[i * k + m] >= 0) offer(i, other.dist[i * k + m], other.idx[i * k + m]);
+  }
+};
+
+// Runs fn(b, inner_parallel) for b in [0, B): across samples when there are at least as many
+// samples as threads, else one sample at a time with the parallelism inside the sample.
+template <typename F>
+void for_each_sample(int64_t B, F&& fn) {
+  if (B >= at::get_num_threads()) {
+    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) fn(b, false);
+    });
+  } else {
+    for (int64_t b = 0; b < B; ++b) fn(b, true);
+  }
+}
+
+// fn(begin, end, tid) over [0, n): in parallel when `parallel`, else on the calling thread.
+template <typename F>
+void maybe_parallel_for(bool parallel, int64_t n, int64_t grain, F&& fn) {
+  if (parallel) {
+    at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { fn(begin, end, at::get_thread_num()); });
+  } else if (n > 0) {
+    fn(0, n, 0);
+  }
+}
+
+inline int64_t threads_for(bool parallel) { return parallel ? at::get_num_threads() : 1; }
+
+// ----- kernels shared between ops (defined in the op's own .cpp) -----
+
+// knn_density.cpp: k nearest of every valid token (self included as distance 0 when asked),
+// streaming symmetric Gram tiles: each tile pair (I <= J) is computed once and feeds both rows
+// I and rows J. Also records the largest pairwise distance.
+template <typename T>
+KnnLists<T> knn_scan(const Sample<T>& s, int64_t k, bool include_self, bool parallel);
+
+// dpc_delta.cpp: for the rows `rows` (compacted indices), the nearest denser token over all
+// tokens by a full tiled scan; writes best_d2 / best_j (-1 when none is denser). Optionally
+// records the largest pairwise distance over those rows into *max_d2.
+template <typename T>
+void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector<int64_t>& rows,
+                         std::vector<T>& best_d2, std::vector<int64_t>& best_j, T* max_d2, bool parallel);
+
+// j is denser than i: higher density, or equal density and lower index.
+inline bool denser(const float* rho, int64_t j, int64_t i) {
+  return rho[j] > rho[i] || (rho[j] == rho[i] && j < i);
+}
+
+}  // namespace emollm::cpu

@@ -1,0 +1,117 @@
+// dpc_cluster on CPU, fused per sample: one symmetric kNN scan gives the densities, the k-nearest
+// lists and the largest pairwise distance; delta comes from the lists wherever they can prove it
+// (the kNN-parent shortcut), with a full scan only for the tokens they cannot; then the top-C
+// centers and the nearest-center assignment through one [n, C] GEMM per row tile.
+#include "cpu/common.h"
+#include "cpu/ops.h"
+
+namespace emollm::cpu {
+
+namespace {
+
+template <typename T>
+void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self, bool parallel, int64_t* centers_out,
+                    int64_t* assign_out) {
+  const int64_t n = s.n;
+  KnnLists<T> lists = knn_scan(s, k, include_self, parallel);
+
+  std::vector<float> rho(n);
+  for (int64_t i = 0; i < n; ++i) {
+    T sum = 0;
+    for (int64_t m = 0; m < k; ++m) sum += lists.dist[i * k + m];
+    rho[i] = static_cast<float>(std::exp(-sum / T(k)));
+  }
+
+  // kNN-parent shortcut: if the nearest denser token among i's k nearest is strictly closer than
+  // the k-th nearest, no token outside the list can be closer or tie it, so it is i's parent.
+  std::vector<float> delta(n);
+  std::vector<int64_t> fallback;
+  for (int64_t i = 0; i < n; ++i) {
+    T best = std::numeric_limits<T>::infinity();
+    int64_t bj = -1;
+    for (int64_t m = 0; m < k; ++m) {
+      const int64_t j = lists.idx[i * k + m];
+      const T d = lists.dist[i * k + m];
+      if (j < 0 || j == i || !denser(rho.data(), j, i)) continue;
+      if (d < best || (d == best && j < bj)) {
+        best = d;
+        bj = j;
+      }
+    }
+    if (bj >= 0 && best < lists.worst[i]) {
+      delta[i] = static_cast<float>(std::sqrt(best));
+    } else {
+      fallback.push_back(i);
+    }
+  }
+  if (!fallback.empty()) {
+    std::vector<T> best;
+    std::vector<int64_t> bj;
+    nearest_denser_scan(s, rho.data(), fallback, best, bj, static_cast<T*>(nullptr), parallel);
+    for (size_t r = 0; r < fallback.size(); ++r)
+      delta[fallback[r]] = static_cast<float>(std::sqrt(bj[r] < 0 ? lists.max_d2 : best[r]));
+  }
+
+  // Centers: the C highest rho * delta, descending, lower index on ties.
+  std::vector<int64_t> order(n);
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  std::vector<float> score(n);
+  for (int64_t i = 0; i < n; ++i) score[i] = rho[i] * delta[i];
+  std::partial_sort(order.begin(), order.begin() + C, order.end(), [&](int64_t a, int64_t b) {
+    return score[a] > score[b] || (score[a] == score[b] && a < b);
+  });
+  order.resize(C);
+  for (int64_t c = 0; c < C; ++c) centers_out[c] = s.orig[order[c]];
+
+  // Assignment: nearest center (lowest id on ties) through [tile, C] Gram blocks.
+  at::Tensor xc = s.x.index_select(0, at::tensor(order, at::kLong));
+  std::vector<T> cnorm(C);
+  for (int64_t c = 0; c < C; ++c) cnorm[c] = s.sqnorm[order[c]];
+  const int64_t chunks = (n + kTile - 1) / kTile;
+  maybe_parallel_for(parallel, chunks, 1, [&](int64_t begin, int64_t end, int64_t) {
+    at::Tensor buf = at::empty({kTile * C}, s.x.options());
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t i0 = t * kTile, ni = std::min(kTile, n - i0);
+      at::Tensor g = gram_tile(buf, s.x, i0, ni, xc, 0, C);
+      const T* G = g.data_ptr<T>();
+      for (int64_t a = 0; a < ni; ++a) {
+        const int64_t i = i0 + a;
+        T best = std::numeric_limits<T>::infinity();
+        int64_t id = 0;
+        for (int64_t c = 0; c < C; ++c) {
+          const T d2 = s.sqnorm[i] + cnorm[c] - T(2) * G[a * C + c];
+          const T d2c = d2 > T(0) ? d2 : T(0);
+          if (d2c < best) {
+            best = d2c;
+            id = c;
+          }
+        }
+        assign_out[s.orig[i]] = id;
+      }
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) assign_out[s.orig[order[c]]] = c;
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> dpc_cluster(const at::Tensor& x, int64_t num_clusters, int64_t k,
+                                               const std::optional<at::Tensor>& mask, bool include_self) {
+  const int64_t B = x.size(0), N = x.size(1);
+  at::Tensor xc = x.to(compute_type(x)).contiguous();
+  at::Tensor mc = mask.has_value() ? mask->contiguous() : at::Tensor();
+  at::Tensor centers = at::empty({B, num_clusters}, x.options().dtype(at::kLong));
+  at::Tensor assign = at::full({B, N}, -1, x.options().dtype(at::kLong));
+  int64_t* cp = centers.data_ptr<int64_t>();
+  int64_t* ap = assign.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "dpc_cluster", [&] {
+    for_each_sample(B, [&](int64_t b, bool parallel) {
+      const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
+      Sample<scalar_t> s = make_sample<scalar_t>(xc[b], valid);
+      cluster_sample(s, num_clusters, k, include_self, parallel, cp + b * num_clusters, ap + b * N);
+    });
+  });
+  return {centers, assign};
+}
+
+}  // namespace emollm::cpu

@@ -1,0 +1,102 @@
+// dpc_delta on CPU: distance to the nearest denser token, by a tiled scan that never holds more
+// than kTile x kTile distances per thread. Rows are split between threads, so each thread owns
+// its rows' running minimum and no merge is needed.
+#include "cpu/common.h"
+#include "cpu/ops.h"
+
+namespace emollm::cpu {
+
+template <typename T>
+void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector<int64_t>& rows,
+                         std::vector<T>& best_d2, std::vector<int64_t>& best_j, T* max_d2, bool parallel) {
+  const int64_t nr = static_cast<int64_t>(rows.size());
+  best_d2.assign(nr, std::numeric_limits<T>::infinity());
+  best_j.assign(nr, -1);
+  const int64_t chunks = (nr + kTile - 1) / kTile;
+  const int64_t nthreads = threads_for(parallel);
+  std::vector<T> maxes(nthreads, T(0));
+  const T inv_dim = T(1) / T(s.dim);
+  const bool all_rows = nr == s.n;  // rows == 0..n-1: use x itself instead of a gathered copy
+
+  maybe_parallel_for(parallel, chunks, 1, [&](int64_t begin, int64_t end, int64_t tid) {
+    at::Tensor buf = at::empty({kTile * std::min(kTile, s.n)}, s.x.options());
+    at::Tensor rows_x;
+    for (int64_t c = begin; c < end; ++c) {
+      const int64_t r0 = c * kTile, nrc = std::min(kTile, nr - r0);
+      int64_t a0 = r0;
+      if (!all_rows) {
+        std::vector<int64_t> sel(rows.begin() + r0, rows.begin() + r0 + nrc);
+        rows_x = s.x.index_select(0, at::tensor(sel, at::kLong));
+        a0 = 0;
+      }
+      const at::Tensor& A = all_rows ? s.x : rows_x;
+      T local_max = maxes[tid];
+      for (int64_t j0 = 0; j0 < s.n; j0 += kTile) {
+        const int64_t nj = std::min(kTile, s.n - j0);
+        at::Tensor g = gram_tile(buf, A, a0, nrc, s.x, j0, nj);
+        const T* G = g.data_ptr<T>();
+        for (int64_t a = 0; a < nrc; ++a) {
+          const int64_t r = r0 + a, i = rows[r];
+          const T ni_sq = s.sqnorm[i];
+          T bd = best_d2[r];
+          int64_t bj = best_j[r];
+          for (int64_t b = 0; b < nj; ++b) {
+            const int64_t j = j0 + b;
+            if (j == i) continue;
+            const T d2 = scaled_sqdist(ni_sq, s.sqnorm[j], G[a * nj + b], inv_dim);
+            local_max = d2 > local_max ? d2 : local_max;
+            // Columns arrive in increasing j, so a strict < keeps the lowest j on ties.
+            if (d2 < bd && denser(rho, j, i)) {
+              bd = d2;
+              bj = j;
+            }
+          }
+          best_d2[r] = bd;
+          best_j[r] = bj;
+        }
+      }
+      maxes[tid] = local_max;
+    }
+  });
+  if (max_d2 != nullptr)
+    for (T m : maxes) *max_d2 = std::max(*max_d2, m);
+}
+
+template void nearest_denser_scan(const Sample<float>&, const float*, const std::vector<int64_t>&, std::vector<float>&,
+                                  std::vector<int64_t>&, float*, bool);
+template void nearest_denser_scan(const Sample<double>&, const float*, const std::vector<int64_t>&,
+                                  std::vector<double>&, std::vector<int64_t>&, double*, bool);
+
+std::tuple<at::Tensor, at::Tensor> dpc_delta(const at::Tensor& x, const at::Tensor& rho,
+                                             const std::optional<at::Tensor>& mask) {
+  const int64_t B = x.size(0), N = x.size(1);
+  at::Tensor xc = x.to(compute_type(x)).contiguous();
+  at::Tensor rc = rho.to(at::kFloat).contiguous();
+  at::Tensor mc = mask.has_value() ? mask->contiguous() : at::Tensor();
+  at::Tensor delta = at::zeros({B, N}, x.options().dtype(at::kFloat));
+  at::Tensor parent = at::arange(N, x.options().dtype(at::kLong)).repeat({B, 1});
+  float* dp = delta.data_ptr<float>();
+  int64_t* pp = parent.data_ptr<int64_t>();
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "dpc_delta", [&] {
+    for_each_sample(B, [&](int64_t b, bool parallel) {
+      const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
+      Sample<scalar_t> s = make_sample<scalar_t>(xc[b], valid);
+      std::vector<float> r(s.n);
+      for (int64_t i = 0; i < s.n; ++i) r[i] = rc.data_ptr<float>()[b * N + s.orig[i]];
+      std::vector<int64_t> rows(s.n);
+      for (int64_t i = 0; i < s.n; ++i) rows[i] = i;
+      std::vector<scalar_t> best;
+      std::vector<int64_t> bj;
+      scalar_t max_d2 = 0;
+      nearest_denser_scan(s, r.data(), rows, best, bj, &max_d2, parallel);
+      for (int64_t i = 0; i < s.n; ++i) {
+        const bool peak = bj[i] < 0;
+        dp[b * N + s.orig[i]] = static_cast<float>(std::sqrt(peak ? max_d2 : best[i]));
+        pp[b * N + s.orig[i]] = s.orig[peak ? i : bj[i]];
+      }
+    });
+  });
+  return {delta, parent};
+}
+
+}  // namespace emollm::cpu

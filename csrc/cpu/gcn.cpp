@@ -1,0 +1,101 @@
+// The GCN ops on CPU. gcn_adjacency: the tau-graph over C nodes as a bitmask, row i holding
+// ceil(C/64) words, with deg^-1/2 from popcounts. gcn_propagate: out_i = dinv_i * sum over the
+// set bits j of row i of dinv_j h_j, walking only set bits (count-trailing-zeros), so the work is
+// O(edges * F) instead of O(C^2 * F).
+#include <ATen/OpMathType.h>
+
+#include "cpu/common.h"
+#include "cpu/ops.h"
+
+namespace emollm::cpu {
+
+std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau, const std::optional<at::Tensor>& mask) {
+  const int64_t B = z.size(0), C = z.size(1), W = (C + 63) / 64;
+  at::Tensor zc = z.to(compute_type(z)).contiguous();
+  at::Tensor mc = mask.has_value() ? mask->contiguous() : at::Tensor();
+  at::Tensor bits = at::zeros({B, C, W}, z.options().dtype(at::kLong));
+  at::Tensor dinv = at::zeros({B, C}, z.options().dtype(at::kFloat));
+  uint64_t* bp = reinterpret_cast<uint64_t*>(bits.data_ptr<int64_t>());
+  float* dp = dinv.data_ptr<float>();
+  AT_DISPATCH_FLOATING_TYPES(zc.scalar_type(), "gcn_adjacency", [&] {
+    using T = scalar_t;
+    const T tau_t = static_cast<T>(tau);
+    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+      at::Tensor buf = at::empty({C * C}, zc.options());
+      std::vector<T> dist(C * C);
+      for (int64_t b = begin; b < end; ++b) {
+        const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * C : nullptr;
+        at::Tensor zb = zc[b];
+        const T* zp = zb.data_ptr<T>();
+        const int64_t F = zb.size(1);
+        std::vector<T> sq(C);
+        for (int64_t i = 0; i < C; ++i) {
+          T acc = 0;
+          for (int64_t f = 0; f < F; ++f) acc += zp[i * F + f] * zp[i * F + f];
+          sq[i] = acc;
+        }
+        at::Tensor g = gram_tile(buf, zb, 0, C, zb, 0, C);
+        const T* G = g.data_ptr<T>();
+        T dmax = 0;
+        for (int64_t i = 0; i < C; ++i)
+          for (int64_t j = 0; j < C; ++j) {
+            const T d2 = sq[i] + sq[j] - T(2) * G[i * C + j];
+            const T d = (i == j || d2 <= T(0)) ? T(0) : std::sqrt(d2);
+            dist[i * C + j] = d;
+            if ((valid == nullptr || (valid[i] && valid[j])) && d > dmax) dmax = d;
+          }
+        uint64_t* rowbits = bp + b * C * W;
+        for (int64_t i = 0; i < C; ++i) {
+          if (valid != nullptr && !valid[i]) continue;
+          int64_t deg = 0;
+          for (int64_t j = 0; j < C; ++j) {
+            if (valid != nullptr && !valid[j]) continue;
+            const T dn = dmax > T(0) ? dist[i * C + j] / dmax : T(0);
+            if (i == j || dn <= tau_t) {
+              rowbits[i * W + j / 64] |= uint64_t(1) << (j % 64);
+              ++deg;
+            }
+          }
+          dp[b * C + i] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(deg)));
+        }
+      }
+    });
+  });
+  return {bits, dinv};
+}
+
+at::Tensor gcn_propagate(const at::Tensor& bits, const at::Tensor& dinv, const at::Tensor& h) {
+  const int64_t B = h.size(0), C = h.size(1), F = h.size(2), W = bits.size(2);
+  at::Tensor hc = h.contiguous();
+  at::Tensor bc = bits.contiguous();
+  at::Tensor dc = dinv.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty_like(hc);
+  const uint64_t* bp = reinterpret_cast<const uint64_t*>(bc.data_ptr<int64_t>());
+  const float* dp = dc.data_ptr<float>();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, hc.scalar_type(), "gcn_propagate", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* hp = hc.data_ptr<scalar_t>();
+    scalar_t* op = out.data_ptr<scalar_t>();
+    at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> acc(F);
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t b = row / C;
+        std::fill(acc.begin(), acc.end(), acc_t(0));
+        for (int64_t w = 0; w < W; ++w) {
+          for (uint64_t word = bp[row * W + w]; word != 0; word &= word - 1) {
+            const int64_t j = w * 64 + __builtin_ctzll(word);
+            const acc_t s = static_cast<acc_t>(dp[b * C + j]);
+            const scalar_t* hj = hp + (b * C + j) * F;
+            for (int64_t f = 0; f < F; ++f) acc[f] += s * static_cast<acc_t>(hj[f]);
+          }
+        }
+        const acc_t si = static_cast<acc_t>(dp[row]);
+        scalar_t* orow = op + row * F;
+        for (int64_t f = 0; f < F; ++f) orow[f] = static_cast<scalar_t>(si * acc[f]);
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace emollm::cpu

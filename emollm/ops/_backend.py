@@ -1,0 +1,147 @@
+"""Backend registry: which implementation of an op runs for a given tensor.
+
+Every op in :mod:`emollm.ops` is one ``torch.library`` custom op (``emollm::<op>``) whose
+kernel asks this registry for an implementation at call time. Backends:
+
+- ``reference``: :mod:`emollm.ops.reference`, plain PyTorch, any device, O(N²) memory.
+- ``cpu``: the C++/OpenMP kernels of the compiled extension ``emollm._C``.
+- ``triton``, ``cuda``, ``faiss``: GPU and large-N backends (registered when present).
+
+Selection, first match wins:
+1. ``with emollm.ops.use_backend("cpu"): ...`` (a context variable, so threads and tasks
+   each keep their own choice);
+2. the ``EMOLLM_BACKEND`` environment variable (read at every call);
+3. automatic: on CPU tensors ``cpu`` when ``emollm._C`` is built (see
+   ``benchmarks/results/`` for the measured speed-up), else ``reference``; on CUDA tensors
+   ``cuda``/``triton`` when available, else ``reference``.
+
+A backend that does not implement an op (``faiss`` only does ``knn_density``) falls through to
+the automatic choice for that op. A backend that is not available raises with how to get it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from collections.abc import Callable, Iterator
+
+import torch
+
+BACKENDS = ("reference", "cpu", "triton", "cuda", "faiss")
+
+_impls: dict[str, dict[str, Callable]] = {}
+_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("emollm_backend", default=None)
+
+
+def register(op: str, backend: str) -> Callable[[Callable], Callable]:
+    """Decorator: ``fn`` implements ``op`` for ``backend``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+    def wrap(fn: Callable) -> Callable:
+        _impls.setdefault(op, {})[backend] = fn
+        return fn
+
+    return wrap
+
+
+def _cpu_status() -> tuple[bool, str]:
+    from emollm import _extension
+
+    if _extension.C is not None:
+        return True, "emollm._C (C++/OpenMP)"
+    return False, (
+        "the compiled extension emollm._C is missing "
+        f"({_extension.import_error}); build it with "
+        "`pip install --no-build-isolation -e .` (needs cmake and a C++ compiler)"
+    )
+
+
+def _not_yet(name: str, how: str) -> Callable[[], tuple[bool, str]]:
+    def status() -> tuple[bool, str]:
+        if any(name in impls for impls in _impls.values()):
+            return True, "registered"
+        return False, how
+
+    return status
+
+
+_status: dict[str, Callable[[], tuple[bool, str]]] = {
+    "reference": lambda: (True, "plain PyTorch (emollm/ops/reference.py)"),
+    "cpu": _cpu_status,
+    "triton": _not_yet("triton", "the Triton kernels are not part of this build yet (issue 3)"),
+    "cuda": _not_yet("cuda", "the CUDA kernels are not part of this build yet (issue 3)"),
+    "faiss": _not_yet("faiss", "install the extra: `pip install emollm[faiss]` (faiss-cpu)"),
+}
+
+
+def backend_status() -> dict[str, tuple[bool, str]]:
+    """``{backend: (available, detail)}`` for every known backend."""
+    return {name: _status[name]() for name in BACKENDS}
+
+
+def available_backends() -> list[str]:
+    """Names of the backends that can run here."""
+    return [name for name, (ok, _) in backend_status().items() if ok]
+
+
+def _check_available(name: str) -> None:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+    ok, detail = _status[name]()
+    if not ok:
+        raise RuntimeError(f"backend {name!r} is not available: {detail}")
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[None]:
+    """Run the ops inside the ``with`` block on backend ``name``.
+
+    >>> with use_backend("reference"):
+    ...     rho = knn_density(x, 5)
+    """
+    _check_available(name)
+    token = _forced.set(name)
+    try:
+        yield
+    finally:
+        _forced.reset(token)
+
+
+def _auto(op: str, device: torch.device) -> str:
+    impls = _impls.get(op, {})
+    if device.type == "cpu":
+        order = ("cpu",)
+    elif device.type == "cuda":
+        order = ("cuda", "triton")
+    else:
+        order = ()
+    for name in order:
+        if name in impls and _status[name]()[0]:
+            return name
+    return "reference"
+
+
+def selected(op: str, device: torch.device) -> str:
+    """The backend that runs ``op`` on ``device`` now."""
+    name = _forced.get() or os.environ.get("EMOLLM_BACKEND") or None
+    if name is None or name == "auto":
+        return _auto(op, device)
+    _check_available(name)
+    if name not in _impls.get(op, {}):
+        return _auto(op, device)
+    if name == "cpu" and device.type != "cpu":
+        raise RuntimeError(f"backend 'cpu' runs on CPU tensors only; got a tensor on {device}")
+    if name in ("triton", "cuda") and device.type != "cuda" and not _triton_interpreted(name):
+        raise RuntimeError(f"backend {name!r} runs on CUDA tensors only; got a tensor on {device}")
+    return name
+
+
+def _triton_interpreted(name: str) -> bool:
+    return name == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def resolve(op: str, device: torch.device) -> Callable:
+    """The implementation of ``op`` to run on ``device``."""
+    return _impls[op][selected(op, device)]

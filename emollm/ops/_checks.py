@@ -1,0 +1,105 @@
+"""Argument checks shared by the ops: every bad input raises a ValueError/TypeError naming it.
+
+Two kinds of check:
+- static (shapes, dtypes, devices, ranges of Python numbers): in the public functions, so that
+  ``torch.compile`` sees them as guards;
+- data-dependent (valid-token counts under a mask, finiteness, ranges of index tensors): inside
+  the custom ops, where they cost no graph break. On CUDA tensors they need a device sync, so they
+  run only when ``EMOLLM_CHECKS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+
+def as_batched(x: Tensor, name: str = "x") -> tuple[Tensor, bool]:
+    """``[N,D]`` or ``[B,N,D]`` float tensor -> ``([B,N,D], was_2d)``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor (float32/float16/bfloat16/float64), got {x.dtype}")
+    if x.dtype == torch.float64 and x.device.type != "cpu":
+        raise TypeError(f"{name}: float64 is supported on CPU only, got a float64 tensor on {x.device}")
+    if x.dim() not in (2, 3):
+        raise ValueError(f"{name} must be [N,D] or [B,N,D], got shape {tuple(x.shape)}")
+    squeeze = x.dim() == 2
+    if squeeze:
+        x = x.unsqueeze(0)
+    if x.shape[1] == 0 or x.shape[2] == 0:
+        raise ValueError(f"{name} must have at least one token and one feature, got shape {tuple(x.shape)}")
+    return x, squeeze
+
+
+def as_batched_mask(mask: Tensor | None, x: Tensor, squeeze: bool, name: str = "mask") -> Tensor | None:
+    """Checks ``mask`` against batched ``x`` ([B,N,...]) and returns it as ``[B,N]`` bool."""
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"{name} must be a bool torch.Tensor or None, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be a bool tensor (True = real token), got {mask.dtype}")
+    if squeeze and mask.dim() == 1:
+        mask = mask.unsqueeze(0)
+    if tuple(mask.shape) != tuple(x.shape[:2]):
+        want = tuple(x.shape[1:2]) if squeeze else tuple(x.shape[:2])
+        raise ValueError(f"{name} must have shape {want} to match the tokens, got {tuple(mask.shape)}")
+    same_device(mask, x, name)
+    return mask
+
+
+def same_device(t: Tensor, x: Tensor, name: str) -> None:
+    if t.device != x.device:
+        raise ValueError(f"{name} is on {t.device} but the input is on {x.device}; move them to one device")
+
+
+def positive_int(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def at_most_tokens(value: int, n: int, name: str, what: str = "tokens") -> None:
+    if value > n:
+        raise ValueError(f"{name}={value} exceeds the number of {what} ({n})")
+
+
+def _data_checks_on(t: Tensor) -> bool:
+    return t.device.type == "cpu" or os.environ.get("EMOLLM_CHECKS") == "1"
+
+
+def check_finite(x: Tensor, name: str) -> None:
+    if _data_checks_on(x) and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+def check_valid_count(mask: Tensor | None, value: int, need: int, name: str) -> None:
+    """Every sample must have at least ``need`` valid tokens for ``name=value``."""
+    if mask is None or not _data_checks_on(mask):
+        return
+    fewest = int(mask.sum(1).min())
+    if fewest < need:
+        raise ValueError(f"{name}={value} needs {need} valid tokens in every sample, "
+                         f"but a sample has only {fewest} under the mask")
+
+
+def check_assign(assign: Tensor, num_clusters: int) -> None:
+    if not _data_checks_on(assign) or assign.numel() == 0:
+        return
+    lo, hi = int(assign.min()), int(assign.max())
+    if lo < -1 or hi >= num_clusters:
+        raise ValueError(f"assign values must lie in [-1, {num_clusters - 1}] (num_clusters={num_clusters}), "
+                         f"got values in [{lo}, {hi}]")
+
+
+def check_weight(weight: Tensor) -> None:
+    if not _data_checks_on(weight):
+        return
+    check_finite(weight, "weight")
+    if bool((weight < 0).any()):
+        raise ValueError("weight must be >= 0 (it weights a mean)")

@@ -1,0 +1,133 @@
+"""``gcn_adjacency`` and ``gcn_propagate``: the τ-graph over cluster centers and its normalized
+propagation ``D^-1/2 Â D^-1/2 h`` (paper eqs. 4-6)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from emollm import _extension
+from emollm.ops import _backend, _checks
+
+
+class GCNGraph(NamedTuple):
+    """Compact normalized graph from :func:`gcn_adjacency`.
+
+    Attributes:
+        bits: ``[B,C,ceil(C/64)]`` int64; bit ``j % 64`` of word ``j // 64`` in row i is
+            ``Â_ij`` (self-loops included, padded nodes have no bits).
+        dinv: ``[B,C]`` float32, ``deg(Â)^-1/2`` (0 for padded nodes).
+    """
+
+    bits: Tensor
+    dinv: Tensor
+
+    @property
+    def num_nodes(self) -> int:
+        return self.dinv.shape[-1]
+
+    def dense(self) -> Tensor:
+        """``D^-1/2 Â D^-1/2`` as a dense float32 ``[B,C,C]`` (for inspection and plots)."""
+        shifts = torch.arange(64, device=self.bits.device)
+        a_hat = ((self.bits[..., None] >> shifts) & 1).flatten(-2)[..., : self.num_nodes].float()
+        return self.dinv[..., :, None] * a_hat * self.dinv[..., None, :]
+
+
+@torch.library.custom_op("emollm::gcn_adjacency", mutates_args=())
+def _gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    _checks.check_finite(z, "z")
+    return _backend.resolve("gcn_adjacency", z.device)(z, tau, mask)
+
+
+@_gcn_adjacency.register_fake
+def _(z, tau, mask):
+    b, c = z.shape[:2]
+    return z.new_empty((b, c, (c + 63) // 64), dtype=torch.int64), z.new_empty((b, c), dtype=torch.float32)
+
+
+@_backend.register("gcn_adjacency", "cpu")
+def _cpu_adjacency(z, tau, mask):
+    return tuple(_extension.C.ops.gcn_adjacency(z, tau, mask))
+
+
+@torch.library.custom_op("emollm::gcn_propagate", mutates_args=())
+def _gcn_propagate(bits: Tensor, dinv: Tensor, h: Tensor) -> Tensor:
+    return _backend.resolve("gcn_propagate", h.device)(bits, dinv, h)
+
+
+@_gcn_propagate.register_fake
+def _(bits, dinv, h):
+    return torch.empty_like(h)
+
+
+@_backend.register("gcn_propagate", "cpu")
+def _cpu_propagate(bits, dinv, h):
+    return _extension.C.ops.gcn_propagate(bits, dinv, h)
+
+
+def _propagate_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0], inputs[1])
+
+
+def _propagate_backward(ctx, grad):
+    # Â is symmetric, so the transpose of D^-1/2 Â D^-1/2 is itself.
+    bits, dinv = ctx.saved_tensors
+    return None, None, torch.ops.emollm.gcn_propagate(bits, dinv, grad.contiguous())
+
+
+_gcn_propagate.register_autograd(_propagate_backward, setup_context=_propagate_setup)
+
+
+def gcn_adjacency(z: Tensor, tau: float, *, mask: Tensor | None = None) -> GCNGraph:
+    """Threshold graph over nodes z.
+
+    ``d_ij = ||z_i - z_j||₂`` min-max normalized over the sample (``d / max d``; all-equal nodes
+    give 0), ``A_ij = 1[d̃_ij <= tau]`` for i != j, ``Â = A + I``.
+
+    Args:
+        z: ``[B,C,F]`` or ``[C,F]`` node features (e.g. merged tokens).
+        tau: threshold in ``[0, 1]`` (the paper's best is 0.1).
+        mask: optional ``[B,C]`` bool, True = real node.
+
+    Returns:
+        :class:`GCNGraph` (bitmask + ``deg^-1/2``), unbatched for 2-D z.
+    """
+    zb, squeeze = _checks.as_batched(z, "z")
+    mask = _checks.as_batched_mask(mask, zb, squeeze)
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)):
+        raise TypeError(f"tau must be a float, got {type(tau).__name__}")
+    if not 0.0 <= float(tau) <= 1.0:
+        raise ValueError(f"tau must lie in [0, 1] (distances are min-max normalized), got {tau}")
+    bits, dinv = torch.ops.emollm.gcn_adjacency(zb, float(tau), mask)
+    return GCNGraph(bits.squeeze(0), dinv.squeeze(0)) if squeeze else GCNGraph(bits, dinv)
+
+
+def gcn_propagate(adj: GCNGraph, h: Tensor) -> Tensor:
+    """``D^-1/2 Â D^-1/2 h`` for the graph from :func:`gcn_adjacency`; differentiable in h.
+
+    A GCN layer is ``act(gcn_propagate(adj, h) @ W)``.
+
+    Args:
+        adj: :class:`GCNGraph` over C nodes.
+        h: ``[B,C,F]`` (or ``[C,F]`` with an unbatched graph) node features.
+
+    Returns:
+        ``[B,C,F]`` in h's dtype (accumulated in float32, float64 for float64).
+    """
+    if not isinstance(adj, tuple) or len(adj) != 2:
+        raise TypeError("adj must be the GCNGraph returned by gcn_adjacency")
+    bits, dinv = adj
+    hb, squeeze = _checks.as_batched(h, "h")
+    if squeeze:
+        bits, dinv = bits.unsqueeze(0), dinv.unsqueeze(0)
+    b, c = hb.shape[:2]
+    if bits.dtype != torch.int64 or tuple(bits.shape) != (b, c, (c + 63) // 64):
+        raise ValueError(f"adj.bits must be int64 of shape {(b, c, (c + 63) // 64)} to match h "
+                         f"{tuple(h.shape)}, got {tuple(bits.shape)} {bits.dtype}")
+    if tuple(dinv.shape) != (b, c):
+        raise ValueError(f"adj.dinv must have shape {(b, c)} to match h {tuple(h.shape)}, got {tuple(dinv.shape)}")
+    _checks.same_device(bits, hb, "adj")
+    out = torch.ops.emollm.gcn_propagate(bits, dinv.float(), hb.contiguous())
+    return out.squeeze(0) if squeeze else out

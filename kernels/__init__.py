@@ -1,0 +1,1 @@
+"""Triton kernels, installed as ``emollm.kernels`` (the ``triton`` backend; see issue 3)."""

@@ -1,0 +1,76 @@
+"""Builds emollm._C with CMake (CMakeLists.txt). Flags from the environment:
+
+EMOLLM_CUDA=auto|1|0   compile the CUDA kernels: auto = when torch has CUDA and nvcc is found
+MAX_JOBS=N             parallel compile jobs (default: all cores)
+TORCH_CUDA_ARCH_LIST   e.g. "9.0" (default: the visible GPU's, else 8.0;9.0)
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _want_cuda() -> bool:
+    mode = os.environ.get("EMOLLM_CUDA", "auto").lower()
+    if mode in ("0", "off", "false", "no"):
+        return False
+    import torch
+
+    nvcc = shutil.which("nvcc") or (Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin/nvcc")
+    available = torch.version.cuda is not None and Path(nvcc).exists()
+    if mode in ("1", "on", "true", "yes") and not available:
+        sys.exit("EMOLLM_CUDA=1 but torch has no CUDA or nvcc is missing")
+    return available and any((ROOT / "csrc/cuda").glob("*.cu"))
+
+
+def _cuda_archs() -> str:
+    archs = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if not archs:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability()
+            archs = f"{major}.{minor}"
+        else:
+            archs = "8.0;9.0"
+    return ";".join(a.replace(".", "").replace("+PTX", "") for a in archs.replace(" ", ";").split(";") if a)
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext: Extension) -> None:
+        import pybind11
+        import torch.utils
+
+        out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
+        build_dir = Path(self.build_temp).resolve() / ext.name
+        build_dir.mkdir(parents=True, exist_ok=True)
+        cuda = _want_cuda()
+        args = [
+            f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY={out_dir}",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path};{pybind11.get_cmake_dir()}",
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DEMOLLM_WITH_CUDA={'ON' if cuda else 'OFF'}",
+        ]
+        if cuda:
+            args.append(f"-DCMAKE_CUDA_ARCHITECTURES={_cuda_archs()}")
+        if shutil.which("ninja"):
+            args.append("-GNinja")
+        jobs = os.environ.get("MAX_JOBS", str(os.cpu_count() or 1))
+        subprocess.run(["cmake", str(ROOT), *args], cwd=build_dir, check=True)
+        subprocess.run(["cmake", "--build", ".", "-j", jobs], cwd=build_dir, check=True)
+
+
+setup(
+    package_dir={"emollm": "emollm", "emollm.kernels": "kernels"},
+    packages=["emollm", "emollm.ops", "emollm.kernels"],
+    ext_modules=[Extension("emollm._C", sources=[])],
+    cmdclass={"build_ext": CMakeBuild},
+)
