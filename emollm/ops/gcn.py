@@ -37,8 +37,10 @@ class GCNGraph(NamedTuple):
 
 @torch.library.custom_op("emollm::gcn_adjacency", mutates_args=())
 def _gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    _checks.check_finite(z, "z")
-    return _backend.resolve("gcn_adjacency", z.device)(z, tau, mask)
+    name, impl = _backend.resolve("gcn_adjacency", z.device)
+    if name not in _backend.CHECKS_FINITE:
+        _checks.check_finite(z, "z")
+    return impl(z, tau, mask)
 
 
 @_gcn_adjacency.register_fake
@@ -54,7 +56,7 @@ def _cpu_adjacency(z, tau, mask):
 
 @torch.library.custom_op("emollm::gcn_propagate", mutates_args=())
 def _gcn_propagate(bits: Tensor, dinv: Tensor, h: Tensor) -> Tensor:
-    return _backend.resolve("gcn_propagate", h.device)(bits, dinv, h)
+    return _backend.resolve("gcn_propagate", h.device)[1](bits, dinv, h)
 
 
 @_gcn_propagate.register_fake
