@@ -82,6 +82,37 @@ Sample<T> make_sample(const at::Tensor& xb, const bool* valid) {
   return s;
 }
 
+// ||x_i - x_j||^2 / D from explicit differences. The scans select neighbours with Gram-matrix
+// distances (BLAS speed, but ||a||^2 + ||b||^2 - 2a.b loses a few ulps of ||x||^2 to cancellation);
+// the values the ops return are then recomputed this way for the few selected pairs, O(N k D).
+template <typename T>
+T exact_sqdist(const Sample<T>& s, int64_t i, int64_t j) {
+  const T* a = s.row(i);
+  const T* b = s.row(j);
+  T acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t d = 0; d < s.dim; ++d) acc += (a[d] - b[d]) * (a[d] - b[d]);
+  return acc / T(s.dim);
+}
+
+// Largest pairwise distance seen, and the pair it belongs to (-1 when none).
+template <typename T>
+struct MaxPair {
+  T d2 = 0;
+  int64_t i = -1, j = -1;
+  inline void offer(T d, int64_t a, int64_t b) {
+    if (d > d2) {
+      d2 = d;
+      i = a;
+      j = b;
+    }
+  }
+  void absorb(const MaxPair& o) {
+    if (o.i >= 0) offer(o.d2, o.i, o.j);
+  }
+  T exact(const Sample<T>& s) const { return i < 0 ? T(0) : exact_sqdist(s, i, j); }
+};
+
 // G[0:ni, 0:nj] = A[i0:i0+ni] . B[j0:j0+nj]^T into the flat buffer `buf` (at least ni*nj).
 inline at::Tensor gram_tile(at::Tensor& buf, const at::Tensor& a, int64_t i0, int64_t ni,
                             const at::Tensor& b, int64_t j0, int64_t nj) {
@@ -104,7 +135,7 @@ struct KnnLists {
   std::vector<T> dist;        // [n, k]
   std::vector<int64_t> idx;   // [n, k]
   std::vector<T> worst;       // [n]: the current k-th distance, the bar a candidate must beat
-  T max_d2 = 0;               // largest distance seen over pairs i != j
+  MaxPair<T> max;             // largest distance seen over pairs i != j
 
   KnnLists(int64_t n_, int64_t k_)
       : n(n_), k(k_), dist(n_ * k_, std::numeric_limits<T>::infinity()), idx(n_ * k_, -1),
@@ -125,8 +156,18 @@ struct KnnLists {
     worst[i] = D[k - 1];
   }
 
+  // exp(-mean of the k nearest squared distances), recomputed exactly.
+  float density(const Sample<T>& s, int64_t i) const {
+    T sum = 0;
+    for (int64_t m = 0; m < k; ++m) {
+      const int64_t j = idx[i * k + m];
+      sum += j == i ? T(0) : exact_sqdist(s, i, j);
+    }
+    return static_cast<float>(std::exp(-sum / T(k)));
+  }
+
   void absorb(const KnnLists& other) {
-    max_d2 = std::max(max_d2, other.max_d2);
+    max.absorb(other.max);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t m = 0; m < k; ++m)
         if (other.idx[i * k + m] >= 0) offer(i, other.dist[i * k + m], other.idx[i * k + m]);
@@ -168,11 +209,11 @@ template <typename T>
 KnnLists<T> knn_scan(const Sample<T>& s, int64_t k, bool include_self, bool parallel, const at::Tensor& gram);
 
 // dpc_delta.cpp: for the rows `rows` (compacted indices), the nearest denser token over all
-// tokens by a full tiled scan; writes best_d2 / best_j (-1 when none is denser). Optionally
-// records the largest pairwise distance over those rows into *max_d2.
+// tokens by a full tiled scan; writes best_j (-1 when none is denser). Optionally records the
+// largest pairwise distance over those rows into *max.
 template <typename T>
 void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector<int64_t>& rows,
-                         std::vector<T>& best_d2, std::vector<int64_t>& best_j, T* max_d2, bool parallel);
+                         std::vector<int64_t>& best_j, MaxPair<T>* max, bool parallel);
 
 // j is denser than i: higher density, or equal density and lower index.
 inline bool denser(const float* rho, int64_t j, int64_t i) {

@@ -27,11 +27,7 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   KnnLists<T> lists = knn_scan(s, k, include_self, parallel, gram);
 
   std::vector<float> rho(n);
-  for (int64_t i = 0; i < n; ++i) {
-    T sum = 0;
-    for (int64_t m = 0; m < k; ++m) sum += lists.dist[i * k + m];
-    rho[i] = static_cast<float>(std::exp(-sum / T(k)));
-  }
+  for (int64_t i = 0; i < n; ++i) rho[i] = lists.density(s, i);
 
   // kNN-parent shortcut: if the nearest denser token among i's k nearest is strictly closer than
   // the k-th nearest, no token outside the list can be closer or tie it, so it is i's parent.
@@ -50,7 +46,7 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
       }
     }
     if (bj >= 0 && best < lists.worst[i]) {
-      delta[i] = static_cast<float>(std::sqrt(best));
+      delta[i] = static_cast<float>(std::sqrt(exact_sqdist(s, i, bj)));
     } else {
       fallback.push_back(i);
     }
@@ -67,14 +63,16 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
           bj = j;
         }
       }
-      delta[i] = static_cast<float>(std::sqrt(bj < 0 ? lists.max_d2 : best));
+      delta[i] = static_cast<float>(std::sqrt(bj < 0 ? lists.max.exact(s) : exact_sqdist(s, i, bj)));
     }
   } else if (!fallback.empty()) {
-    std::vector<T> best;
     std::vector<int64_t> bj;
-    nearest_denser_scan(s, rho.data(), fallback, best, bj, static_cast<T*>(nullptr), parallel);
-    for (size_t r = 0; r < fallback.size(); ++r)
-      delta[fallback[r]] = static_cast<float>(std::sqrt(bj[r] < 0 ? lists.max_d2 : best[r]));
+    nearest_denser_scan(s, rho.data(), fallback, bj, static_cast<MaxPair<T>*>(nullptr), parallel);
+    const T peak_d2 = lists.max.exact(s);
+    for (size_t r = 0; r < fallback.size(); ++r) {
+      const int64_t i = fallback[r];
+      delta[i] = static_cast<float>(std::sqrt(bj[r] < 0 ? peak_d2 : exact_sqdist(s, i, bj[r])));
+    }
   }
 
   // Centers: the C highest rho * delta, descending, lower index on ties.

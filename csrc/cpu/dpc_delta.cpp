@@ -8,13 +8,13 @@ namespace emollm::cpu {
 
 template <typename T>
 void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector<int64_t>& rows,
-                         std::vector<T>& best_d2, std::vector<int64_t>& best_j, T* max_d2, bool parallel) {
+                         std::vector<int64_t>& best_j, MaxPair<T>* max, bool parallel) {
   const int64_t nr = static_cast<int64_t>(rows.size());
-  best_d2.assign(nr, std::numeric_limits<T>::infinity());
+  std::vector<T> best_d2(nr, std::numeric_limits<T>::infinity());
   best_j.assign(nr, -1);
   const int64_t chunks = (nr + s.tile - 1) / s.tile;
   const int64_t nthreads = threads_for(parallel);
-  std::vector<T> maxes(nthreads, T(0));
+  std::vector<MaxPair<T>> maxes(nthreads);
   const T inv_dim = T(1) / T(s.dim);
   const bool all_rows = nr == s.n;  // rows == 0..n-1: use x itself instead of a gathered copy
 
@@ -30,7 +30,7 @@ void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector
         a0 = 0;
       }
       const at::Tensor& A = all_rows ? s.x : rows_x;
-      T local_max = maxes[tid];
+      MaxPair<T> local_max = maxes[tid];
       for (int64_t j0 = 0; j0 < s.n; j0 += s.tile) {
         const int64_t nj = std::min(s.tile, s.n - j0);
         at::Tensor g = gram_tile(buf, A, a0, nrc, s.x, j0, nj);
@@ -44,7 +44,7 @@ void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector
             const int64_t j = j0 + b;
             if (j == i) continue;
             const T d2 = scaled_sqdist(ni_sq, s.sqnorm[j], G[a * nj + b], inv_dim);
-            local_max = d2 > local_max ? d2 : local_max;
+            if (max != nullptr) local_max.offer(d2, i, j);
             // Columns arrive in increasing j, so a strict < keeps the lowest j on ties.
             if (d2 < bd && denser(rho, j, i)) {
               bd = d2;
@@ -58,14 +58,14 @@ void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector
       maxes[tid] = local_max;
     }
   });
-  if (max_d2 != nullptr)
-    for (T m : maxes) *max_d2 = std::max(*max_d2, m);
+  if (max != nullptr)
+    for (const auto& m : maxes) max->absorb(m);
 }
 
-template void nearest_denser_scan(const Sample<float>&, const float*, const std::vector<int64_t>&, std::vector<float>&,
-                                  std::vector<int64_t>&, float*, bool);
+template void nearest_denser_scan(const Sample<float>&, const float*, const std::vector<int64_t>&,
+                                  std::vector<int64_t>&, MaxPair<float>*, bool);
 template void nearest_denser_scan(const Sample<double>&, const float*, const std::vector<int64_t>&,
-                                  std::vector<double>&, std::vector<int64_t>&, double*, bool);
+                                  std::vector<int64_t>&, MaxPair<double>*, bool);
 
 std::tuple<at::Tensor, at::Tensor> dpc_delta(const at::Tensor& x, const at::Tensor& rho,
                                              const std::optional<at::Tensor>& mask) {
@@ -85,13 +85,12 @@ std::tuple<at::Tensor, at::Tensor> dpc_delta(const at::Tensor& x, const at::Tens
       for (int64_t i = 0; i < s.n; ++i) r[i] = rc.data_ptr<float>()[b * N + s.orig[i]];
       std::vector<int64_t> rows(s.n);
       for (int64_t i = 0; i < s.n; ++i) rows[i] = i;
-      std::vector<scalar_t> best;
       std::vector<int64_t> bj;
-      scalar_t max_d2 = 0;
-      nearest_denser_scan(s, r.data(), rows, best, bj, &max_d2, parallel);
+      MaxPair<scalar_t> max;
+      nearest_denser_scan(s, r.data(), rows, bj, &max, parallel);
       for (int64_t i = 0; i < s.n; ++i) {
         const bool peak = bj[i] < 0;
-        dp[b * N + s.orig[i]] = static_cast<float>(std::sqrt(peak ? max_d2 : best[i]));
+        dp[b * N + s.orig[i]] = static_cast<float>(std::sqrt(peak ? max.exact(s) : exact_sqdist(s, i, bj[i])));
         pp[b * N + s.orig[i]] = s.orig[peak ? i : bj[i]];
       }
     });

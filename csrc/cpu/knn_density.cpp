@@ -27,7 +27,7 @@ void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, const at::Tensor& gram,
   }
   const T* G = g.data_ptr<T>();
   const T inv_dim = T(1) / T(s.dim);
-  T local_max = lists.max_d2;
+  MaxPair<T> local_max = lists.max;
   for (int64_t a = 0; a < ni; ++a) {
     const int64_t i = i0 + a;
     const T ni_sq = s.sqnorm[i];
@@ -35,12 +35,12 @@ void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, const at::Tensor& gram,
     for (int64_t b = b_start; b < nj; ++b) {
       const int64_t j = j0 + b;
       const T d2 = scaled_sqdist(ni_sq, s.sqnorm[j], G[a * ld + b], inv_dim);
-      local_max = d2 > local_max ? d2 : local_max;
+      local_max.offer(d2, i, j);
       lists.offer(i, d2, j);
       lists.offer(j, d2, i);
     }
   }
-  lists.max_d2 = local_max;
+  lists.max = local_max;
 }
 
 }  // namespace
@@ -80,11 +80,7 @@ at::Tensor knn_density(const at::Tensor& x, int64_t k, const std::optional<at::T
       const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
       Sample<scalar_t> s = make_sample<scalar_t>(xc[b], valid);
       KnnLists<scalar_t> lists = knn_scan(s, k, include_self, parallel, at::Tensor());
-      for (int64_t i = 0; i < s.n; ++i) {
-        scalar_t sum = 0;
-        for (int64_t m = 0; m < k; ++m) sum += lists.dist[i * k + m];
-        out[b * N + s.orig[i]] = static_cast<float>(std::exp(-sum / scalar_t(k)));
-      }
+      for (int64_t i = 0; i < s.n; ++i) out[b * N + s.orig[i]] = lists.density(s, i);
     });
   });
   return rho;

@@ -73,7 +73,7 @@ def dpc_cluster(x: Tensor, num_clusters: int, k: int, mask: Tensor | None,
     d = pairwise_sqdist(x).sqrt()
     delta, _ = _delta(d, rho, valid)
     score = (rho * delta).masked_fill(~valid, float("-inf"))
-    centers = score.sort(dim=-1, descending=True, stable=True).indices[:, :num_clusters]
+    centers = score.sort(dim=-1, descending=True, stable=True).indices[:, :num_clusters].contiguous()
     to_centers = d.gather(2, centers[:, None, :].expand(-1, d.shape[1], -1))  # [B,N,C]
     assign = to_centers.argmin(-1)  # first (lowest id) on ties
     ids = torch.arange(num_clusters, device=x.device).expand_as(centers)

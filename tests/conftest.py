@@ -1,0 +1,36 @@
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+from emollm import ops
+
+settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# Backends that run on CPU tensors here. The triton backend joins under TRITON_INTERPRET=1.
+CPU_BACKENDS = [b for b in ops.available_backends() if b in ("reference", "cpu", "faiss")
+                or (b == "triton" and os.environ.get("TRITON_INTERPRET") == "1")]
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(params=CPU_BACKENDS)
+def backend(request):
+    """Runs the test once per available backend, inside ``use_backend``."""
+    with ops.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
