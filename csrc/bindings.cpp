@@ -1,7 +1,9 @@
 // emollm._C: registers the kernels as torch.ops.emollm_C.<op> (CPU here; CUDA kernels join under
 // the same names when built with EMOLLM_WITH_CUDA) and exposes build facts to Python. The public
 // API (emollm.ops) checks arguments with clear Python errors; the checks here only guard the
-// kernels against being called directly with inputs they would misread.
+// kernels against being called directly with inputs they would misread. Inputs are detached:
+// the kernels call ATen (mm_out) from OpenMP workers, where no autograd guard reaches; the
+// gradients are registered on the emollm:: ops in Python.
 #include <pybind11/pybind11.h>
 #include <torch/library.h>
 
@@ -26,7 +28,7 @@ at::Tensor knn_density(const at::Tensor& x, int64_t k, const std::optional<at::T
   check_tokens(x, "x");
   check_mask(mask, x);
   TORCH_CHECK(k >= 1 && k <= x.size(1) - (include_self ? 0 : 1), "k out of range: ", k);
-  return emollm::cpu::knn_density(x, k, mask, include_self);
+  return emollm::cpu::knn_density(x.detach(), k, mask, include_self);
 }
 
 std::tuple<at::Tensor, at::Tensor> dpc_delta(const at::Tensor& x, const at::Tensor& rho,
@@ -34,7 +36,7 @@ std::tuple<at::Tensor, at::Tensor> dpc_delta(const at::Tensor& x, const at::Tens
   check_tokens(x, "x");
   check_mask(mask, x);
   TORCH_CHECK(rho.dim() == 2 && rho.size(0) == x.size(0) && rho.size(1) == x.size(1), "rho must be [B, N]");
-  return emollm::cpu::dpc_delta(x, rho, mask);
+  return emollm::cpu::dpc_delta(x.detach(), rho.detach(), mask);
 }
 
 std::tuple<at::Tensor, at::Tensor> dpc_cluster(const at::Tensor& x, int64_t num_clusters, int64_t k,
@@ -43,7 +45,7 @@ std::tuple<at::Tensor, at::Tensor> dpc_cluster(const at::Tensor& x, int64_t num_
   check_mask(mask, x);
   TORCH_CHECK(num_clusters >= 1 && num_clusters <= x.size(1), "num_clusters out of range: ", num_clusters);
   TORCH_CHECK(k >= 1 && k <= x.size(1) - (include_self ? 0 : 1), "k out of range: ", k);
-  return emollm::cpu::dpc_cluster(x, num_clusters, k, mask, include_self);
+  return emollm::cpu::dpc_cluster(x.detach(), num_clusters, k, mask, include_self);
 }
 
 at::Tensor cluster_merge(const at::Tensor& x, const at::Tensor& assign, int64_t num_clusters,
@@ -53,14 +55,15 @@ at::Tensor cluster_merge(const at::Tensor& x, const at::Tensor& assign, int64_t 
   TORCH_CHECK(num_clusters >= 1, "num_clusters must be >= 1");
   if (weight.has_value())
     TORCH_CHECK(weight->dim() == 2 && weight->size(0) == x.size(0) && weight->size(1) == x.size(1), "weight must be [B, N]");
-  return emollm::cpu::cluster_merge(x, assign, num_clusters, weight);
+  return emollm::cpu::cluster_merge(x.detach(), assign, num_clusters,
+                                    weight.has_value() ? std::optional<at::Tensor>(weight->detach()) : weight);
 }
 
 std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau, const std::optional<at::Tensor>& mask) {
   check_tokens(z, "z");
   check_mask(mask, z);
   TORCH_CHECK(tau >= 0.0 && tau <= 1.0, "tau must lie in [0, 1], got ", tau);
-  return emollm::cpu::gcn_adjacency(z, tau, mask);
+  return emollm::cpu::gcn_adjacency(z.detach(), tau, mask);
 }
 
 at::Tensor gcn_propagate(const at::Tensor& bits, const at::Tensor& dinv, const at::Tensor& h) {
@@ -70,7 +73,7 @@ at::Tensor gcn_propagate(const at::Tensor& bits, const at::Tensor& dinv, const a
                   bits.size(2) == (C + 63) / 64,
               "bits must be int64 [B, C, ceil(C/64)]");
   TORCH_CHECK(dinv.dim() == 2 && dinv.size(0) == B && dinv.size(1) == C, "dinv must be [B, C]");
-  return emollm::cpu::gcn_propagate(bits, dinv, h);
+  return emollm::cpu::gcn_propagate(bits, dinv.detach(), h.detach());
 }
 
 }  // namespace

@@ -49,6 +49,15 @@ def _(z, tau, mask):
     return z.new_empty((b, c, (c + 63) // 64), dtype=torch.int64), z.new_empty((b, c), dtype=torch.float32)
 
 
+def _adjacency_backward(ctx, grad_bits, grad_dinv):
+    # The graph is piecewise constant in z (a threshold on distances): its gradient is 0 almost
+    # everywhere. Registering it lets z carry gradients from elsewhere (the merge) under autograd.
+    return None, None, None
+
+
+_gcn_adjacency.register_autograd(_adjacency_backward, setup_context=lambda ctx, inputs, output: None)
+
+
 @_backend.register("gcn_adjacency", "cpu")
 def _cpu_adjacency(z, tau, mask):
     return tuple(_extension.C.ops.gcn_adjacency(z, tau, mask))
