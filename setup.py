@@ -61,11 +61,16 @@ class CMakeBuild(build_ext):
         ]
         if cuda:
             args.append(f"-DCMAKE_CUDA_ARCHITECTURES={_cuda_archs()}")
-        if shutil.which("ninja"):
+        # cmake and ninja from pip live next to this Python, which need not be on PATH.
+        env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+        cmake = shutil.which("cmake", path=env["PATH"])
+        if cmake is None:
+            sys.exit("cmake not found: `pip install cmake ninja pybind11` (or `make test`, which does it)")
+        if shutil.which("ninja", path=env["PATH"]):
             args.append("-GNinja")
         jobs = os.environ.get("MAX_JOBS", str(os.cpu_count() or 1))
-        subprocess.run(["cmake", str(ROOT), *args], cwd=build_dir, check=True)
-        subprocess.run(["cmake", "--build", ".", "-j", jobs], cwd=build_dir, check=True)
+        subprocess.run([cmake, str(ROOT), *args], cwd=build_dir, check=True, env=env)
+        subprocess.run([cmake, "--build", ".", "-j", jobs], cwd=build_dir, check=True, env=env)
 
 
 setup(

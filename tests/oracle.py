@@ -90,7 +90,7 @@ def cluster_merge(x: Tensor, assign: Tensor, num_clusters: int, weight: Tensor |
             members = [i for i in range(n) if int(assign[s, i]) == c]
             w = [1.0 if weight is None else float(weight[s, i]) for i in members]
             if members and sum(w) > 0:
-                out[s, c] = sum(wi * x[s, i].double() for wi, i in zip(w, members)) / sum(w)
+                out[s, c] = sum(wi * x[s, i].double() for wi, i in zip(w, members, strict=True)) / sum(w)
     return out
 
 

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from emollm import _extension, cli, ops
 
@@ -32,3 +33,11 @@ def test_demo_times_every_cpu_backend_and_agrees(tmp_path, capsys):
 def test_demo_rejects_zero_repeat(tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["demo", "--out", str(tmp_path), "--repeat", "0"])
+
+
+def test_demo_reports_the_first_stage_that_differs():
+    same = [torch.zeros(2, 8, dtype=torch.long), torch.ones(2, 4, dtype=torch.long)]
+    other = [same[0].clone(), same[1].clone()]
+    other[1][0, :3] = 2
+    assert cli._agreement(same, [t.clone() for t in same]) == "agree"
+    assert cli._agreement(other, same) == "DIFFER: stage 2, 3 of 8 tokens"

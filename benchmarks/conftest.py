@@ -1,0 +1,122 @@
+"""Shared pieces of the op benchmarks (pytest-benchmark).
+
+Each benchmark group is one op at one shape; its rows ("providers") are ``reference``, every
+other backend (skipped, with the reason, where it is not available or does not run on the
+benchmark device) and, for the distance-bound ops, ``bmm``: one ``torch.bmm(x, xᵀ)`` of the
+same shape, the GEMM that any exact method must at least match (DESIGN.md §8).
+
+    python -m pytest benchmarks --benchmark-json results.json
+    python benchmarks/report.py results.json
+
+Tensors live on ``EMOLLM_BENCH_DEVICE`` (default ``cpu``); on CUDA every timed call
+synchronizes, so a row measures the kernels and not just their launch.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from _machine import describe
+
+from emollm import ops
+from emollm.ops import _backend
+
+DEVICE = torch.device(os.environ.get("EMOLLM_BENCH_DEVICE", "cpu"))
+_CUDA_ONLY = {"triton", "cuda"}
+_CPU_ONLY = {"cpu"}
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record device, versions and commit where the JSON is written, at measurement time."""
+    machine_info["emollm"] = describe(str(DEVICE))
+
+
+def _skip_reason(name: str, op: str) -> str | None:
+    ok, detail = ops.backend_status()[name]
+    if not ok:
+        return f"{name} not available: {detail}"
+    if name in _CUDA_ONLY and DEVICE.type != "cuda":
+        return f"{name} runs on CUDA tensors; set EMOLLM_BENCH_DEVICE=cuda on a GPU machine"
+    if name in _CPU_ONLY and DEVICE.type != "cpu":
+        return f"{name} runs on CPU tensors only"
+    with ops.use_backend(name):
+        runs = _backend.selected(op, DEVICE)
+    if runs != name:
+        # A backend without this op falls through to the automatic choice: its row would
+        # silently time another backend under its name.
+        return f"{name} does not implement {op} (would run {runs})"
+    return None
+
+
+def providers(op: str, *, floor: bool = False) -> list:
+    """``pytest.param`` per provider of ``op``, ``reference`` first; ``bmm`` too if ``floor``."""
+    params = []
+    for name in ["reference", *(b for b in ops.backend_status() if b != "reference")]:
+        reason = _skip_reason(name, op)
+        marks = [pytest.mark.skip(reason=reason)] if reason else []
+        params.append(pytest.param(name, marks=marks, id=name))
+    if floor:
+        params.append(pytest.param("bmm", id="bmm"))
+    return params
+
+
+def tokens(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """Gaussian float32 tokens on the benchmark device, the same for every provider."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g).to(DEVICE)
+
+
+def group_name(op: str, dtype: torch.dtype = torch.float32, **dims: int) -> str:
+    """``"dpc_cluster B=64 N=256 D=1024 float32"``: one group per op and shape."""
+    shape = " ".join(f"{k}={v}" for k, v in dims.items())
+    return f"{op} {shape} {str(dtype).removeprefix('torch.')} {DEVICE.type}"
+
+
+def bmm_floor(x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    return lambda: torch.bmm(x, x.transpose(1, 2))
+
+
+def on_provider(provider: str, fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run under ``use_backend(provider)``."""
+    def call():
+        with ops.use_backend(provider):
+            return fn()
+
+    return call
+
+
+def run(benchmark, provider: str, fn: Callable[[], object], *, rounds: int | None = None,
+        budget_s: float = 2.0, **info) -> None:
+    """Time ``fn`` with one warm-up round; ``rounds`` fixed, or as many as fit in ``budget_s``.
+
+    Explicit rounds are for big shapes, where one call takes seconds and probing its duration
+    would cost another call. ``info`` goes into ``extra_info`` next to the provider.
+    """
+    def timed():
+        out = fn()
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize(DEVICE)
+        return out
+
+    if rounds is None:
+        start = time.perf_counter()
+        timed()
+        rounds = int(min(max(budget_s / (time.perf_counter() - start), 3), 200))
+    benchmark.extra_info.update(provider=provider, device=str(DEVICE), threads=torch.get_num_threads(), **info)
+    benchmark.pedantic(timed, rounds=rounds, warmup_rounds=1, iterations=1)
+
+
+def extra_peak_mb(provider: str, shape: tuple[int, int, int], num_clusters: int, k: int) -> float:
+    """Peak-memory growth of one ``dpc_cluster`` call, measured by ``peak_memory.py``."""
+    script = Path(__file__).with_name("peak_memory.py")
+    cmd = [sys.executable, str(script), provider, *map(str, shape),
+           "--num-clusters", str(num_clusters), "--k", str(k), "--device", str(DEVICE)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip())
