@@ -48,6 +48,20 @@ std::tuple<at::Tensor, at::Tensor> dpc_cluster(const at::Tensor& x, int64_t num_
   return emollm::cpu::dpc_cluster(x.detach(), num_clusters, k, mask, include_self);
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dpc_cluster_merge(const at::Tensor& x, int64_t num_clusters, int64_t k,
+                                                                 const std::optional<at::Tensor>& mask,
+                                                                 bool include_self,
+                                                                 const std::optional<at::Tensor>& weight) {
+  check_tokens(x, "x");
+  check_mask(mask, x);
+  TORCH_CHECK(num_clusters >= 1 && num_clusters <= x.size(1), "num_clusters out of range: ", num_clusters);
+  TORCH_CHECK(k >= 1 && k <= x.size(1) - (include_self ? 0 : 1), "k out of range: ", k);
+  if (weight.has_value())
+    TORCH_CHECK(weight->dim() == 2 && weight->size(0) == x.size(0) && weight->size(1) == x.size(1), "weight must be [B, N]");
+  return emollm::cpu::dpc_cluster_merge(x.detach(), num_clusters, k, mask, include_self,
+                                        weight.has_value() ? std::optional<at::Tensor>(weight->detach()) : weight);
+}
+
 at::Tensor cluster_merge(const at::Tensor& x, const at::Tensor& assign, int64_t num_clusters,
                          const std::optional<at::Tensor>& weight) {
   check_tokens(x, "x");
@@ -82,6 +96,8 @@ TORCH_LIBRARY(emollm_C, m) {
   m.def("knn_density(Tensor x, int k, Tensor? mask, bool include_self) -> Tensor");
   m.def("dpc_delta(Tensor x, Tensor rho, Tensor? mask) -> (Tensor, Tensor)");
   m.def("dpc_cluster(Tensor x, int num_clusters, int k, Tensor? mask, bool include_self) -> (Tensor, Tensor)");
+  m.def("dpc_cluster_merge(Tensor x, int num_clusters, int k, Tensor? mask, bool include_self, Tensor? weight) -> "
+        "(Tensor, Tensor, Tensor)");
   m.def("cluster_merge(Tensor x, Tensor assign, int num_clusters, Tensor? weight) -> Tensor");
   m.def("gcn_adjacency(Tensor z, float tau, Tensor? mask) -> (Tensor, Tensor)");
   m.def("gcn_propagate(Tensor bits, Tensor dinv, Tensor h) -> Tensor");
@@ -91,6 +107,7 @@ TORCH_LIBRARY_IMPL(emollm_C, CPU, m) {
   m.impl("knn_density", &knn_density);
   m.impl("dpc_delta", &dpc_delta);
   m.impl("dpc_cluster", &dpc_cluster);
+  m.impl("dpc_cluster_merge", &dpc_cluster_merge);
   m.impl("cluster_merge", &cluster_merge);
   m.impl("gcn_adjacency", &gcn_adjacency);
   m.impl("gcn_propagate", &gcn_propagate);

@@ -2,6 +2,8 @@
 // lists and the largest pairwise distance; delta comes from the lists wherever they can prove it
 // (the kNN-parent shortcut), with a full scan only for the tokens they cannot; then the top-C
 // centers and the nearest-center assignment through one [n, C] GEMM per row tile.
+// dpc_cluster_merge adds the per-cluster weighted mean right after the assignment, while the
+// sample's tokens are still in cache (one op instead of dpc_cluster + cluster_merge).
 #include "cpu/common.h"
 #include "cpu/ops.h"
 
@@ -120,6 +122,46 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   for (int64_t c = 0; c < C; ++c) assign_out[s.orig[order[c]]] = c;
 }
 
+// merged[c] = sum_i w_i x_i / sum_i w_i over the sample's tokens i in cluster c (0 when empty or
+// of zero weight), in the compute type; threads split the features, so no two write one value.
+template <typename T>
+void merge_sample(const Sample<T>& s, const int64_t* assign, int64_t C, const T* weight, bool parallel, T* merged) {
+  constexpr int64_t kSlice = 256;
+  const int64_t D = s.dim, slices = (D + kSlice - 1) / kSlice;
+  std::vector<T> total(C, T(0));
+  for (int64_t i = 0; i < s.n; ++i) total[assign[s.orig[i]]] += weight ? weight[s.orig[i]] : T(1);
+  maybe_parallel_for(parallel, slices, 1, [&](int64_t begin, int64_t end, int64_t) {
+    for (int64_t sl = begin; sl < end; ++sl) {
+      const int64_t d0 = sl * kSlice, nd = std::min(kSlice, D - d0);
+      for (int64_t c = 0; c < C; ++c) std::fill(merged + c * D + d0, merged + c * D + d0 + nd, T(0));
+      for (int64_t i = 0; i < s.n; ++i) {
+        const T w = weight ? weight[s.orig[i]] : T(1);
+        const T* xr = s.row(i) + d0;
+        T* mr = merged + assign[s.orig[i]] * D + d0;
+#pragma omp simd
+        for (int64_t d = 0; d < nd; ++d) mr[d] += w * xr[d];
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        const T inv = total[c] > T(0) ? T(1) / total[c] : T(0);
+        for (int64_t d = 0; d < nd; ++d) merged[c * D + d0 + d] *= inv;
+      }
+    }
+  });
+}
+
+template <typename T>
+void cluster_batch(const at::Tensor& xc, const at::Tensor& mc, int64_t C, int64_t k, bool include_self,
+                   int64_t* centers, int64_t* assign, const T* weight, T* merged) {
+  const int64_t B = xc.size(0), N = xc.size(1), D = xc.size(2);
+  for_each_sample(B, [&](int64_t b, bool parallel) {
+    const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
+    Sample<T> s = make_sample<T>(xc[b], valid);
+    cluster_sample(s, C, k, include_self, parallel, centers + b * C, assign + b * N);
+    if (merged != nullptr)
+      merge_sample(s, assign + b * N, C, weight ? weight + b * N : nullptr, parallel, merged + b * C * D);
+  });
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> dpc_cluster(const at::Tensor& x, int64_t num_clusters, int64_t k,
@@ -132,13 +174,28 @@ std::tuple<at::Tensor, at::Tensor> dpc_cluster(const at::Tensor& x, int64_t num_
   int64_t* cp = centers.data_ptr<int64_t>();
   int64_t* ap = assign.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "dpc_cluster", [&] {
-    for_each_sample(B, [&](int64_t b, bool parallel) {
-      const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
-      Sample<scalar_t> s = make_sample<scalar_t>(xc[b], valid);
-      cluster_sample(s, num_clusters, k, include_self, parallel, cp + b * num_clusters, ap + b * N);
-    });
+    cluster_batch<scalar_t>(xc, mc, num_clusters, k, include_self, cp, ap, nullptr, nullptr);
   });
   return {centers, assign};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dpc_cluster_merge(const at::Tensor& x, int64_t num_clusters, int64_t k,
+                                                                 const std::optional<at::Tensor>& mask,
+                                                                 bool include_self,
+                                                                 const std::optional<at::Tensor>& weight) {
+  const int64_t B = x.size(0), N = x.size(1), D = x.size(2);
+  at::Tensor xc = x.to(compute_type(x)).contiguous();
+  at::Tensor mc = mask.has_value() ? mask->contiguous() : at::Tensor();
+  at::Tensor wc = weight.has_value() ? weight->to(xc.scalar_type()).contiguous() : at::Tensor();
+  at::Tensor centers = at::empty({B, num_clusters}, x.options().dtype(at::kLong));
+  at::Tensor assign = at::full({B, N}, -1, x.options().dtype(at::kLong));
+  at::Tensor merged = at::empty({B, num_clusters, D}, xc.options());
+  AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "dpc_cluster_merge", [&] {
+    cluster_batch<scalar_t>(xc, mc, num_clusters, k, include_self, centers.data_ptr<int64_t>(),
+                            assign.data_ptr<int64_t>(), wc.defined() ? wc.data_ptr<scalar_t>() : nullptr,
+                            merged.data_ptr<scalar_t>());
+  });
+  return {centers, assign, merged.to(x.scalar_type())};
 }
 
 }  // namespace emollm::cpu

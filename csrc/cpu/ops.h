@@ -14,6 +14,10 @@ std::tuple<at::Tensor, at::Tensor> dpc_delta(const at::Tensor& x, const at::Tens
                                              const std::optional<at::Tensor>& mask);
 std::tuple<at::Tensor, at::Tensor> dpc_cluster(const at::Tensor& x, int64_t num_clusters, int64_t k,
                                                const std::optional<at::Tensor>& mask, bool include_self);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dpc_cluster_merge(const at::Tensor& x, int64_t num_clusters, int64_t k,
+                                                                 const std::optional<at::Tensor>& mask,
+                                                                 bool include_self,
+                                                                 const std::optional<at::Tensor>& weight);
 at::Tensor cluster_merge(const at::Tensor& x, const at::Tensor& assign, int64_t num_clusters,
                          const std::optional<at::Tensor>& weight);
 std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau, const std::optional<at::Tensor>& mask);

@@ -9,6 +9,7 @@ from emollm.ops import reference  # noqa: F401  (registers the reference backend
 from emollm.ops._backend import available_backends, backend_status, use_backend
 from emollm.ops.cluster_merge import cluster_merge
 from emollm.ops.dpc_cluster import dpc_cluster
+from emollm.ops.dpc_cluster_merge import dpc_cluster_merge
 from emollm.ops.dpc_delta import dpc_delta
 from emollm.ops.gcn import GCNGraph, gcn_adjacency, gcn_propagate
 from emollm.ops.knn_density import knn_density
@@ -19,6 +20,7 @@ __all__ = [
     "backend_status",
     "cluster_merge",
     "dpc_cluster",
+    "dpc_cluster_merge",
     "dpc_delta",
     "gcn_adjacency",
     "gcn_propagate",

@@ -51,6 +51,20 @@ def as_batched_mask(mask: Tensor | None, x: Tensor, squeeze: bool, name: str = "
     return mask
 
 
+def as_batched_weight(weight: Tensor | None, x: Tensor, squeeze: bool) -> Tensor | None:
+    """Checks per-token ``weight`` against batched ``x`` and returns it as ``[B,N]``."""
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor) or not weight.is_floating_point():
+        raise TypeError("weight must be a floating-point torch.Tensor or None")
+    wb = weight.unsqueeze(0) if squeeze and weight.dim() == 1 else weight
+    if tuple(wb.shape) != tuple(x.shape[:2]):
+        want = tuple(x.shape[1:2]) if squeeze else tuple(x.shape[:2])
+        raise ValueError(f"weight must have shape {want} to match x, got {tuple(weight.shape)}")
+    same_device(wb, x, "weight")
+    return wb
+
+
 def same_device(t: Tensor, x: Tensor, name: str) -> None:
     if t.device != x.device:
         raise ValueError(f"{name} is on {t.device} but the input is on {x.device}; move them to one device")

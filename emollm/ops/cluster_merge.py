@@ -27,16 +27,13 @@ def _cpu(x, assign, num_clusters, weight):
     return _extension.C.ops.cluster_merge(x, assign, num_clusters, weight)
 
 
-def _setup_context(ctx, inputs, output):
-    x, assign, num_clusters, weight = inputs
-    ctx.save_for_backward(x, assign, weight, output)
-    ctx.num_clusters = num_clusters
+def merge_backward(x: Tensor, assign: Tensor, weight: Tensor | None, out: Tensor, grad: Tensor,
+                   need_x: bool, need_weight: bool) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients of ``out = cluster_merge(x, assign, C, weight=weight)`` for x and weight.
 
-
-def _backward(ctx, grad):
-    # out_c = sum_i w_i x_i / W_c over i in c, so
-    #   d out_c / d x_i = w_i / W_c          and   d out_c / d w_i = (x_i - out_c) / W_c.
-    x, assign, weight, out = ctx.saved_tensors
+    ``out_c = sum_i w_i x_i / W_c`` over i in c, so ``d out_c / d x_i = w_i / W_c`` and
+    ``d out_c / d w_i = (x_i - out_c) / W_c``.
+    """
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     member = assign >= 0
     slot = assign.clamp_min(0)
@@ -48,11 +45,22 @@ def _backward(ctx, grad):
     idx = slot[..., None].expand(-1, -1, x.shape[-1])
     g_i = grad.to(acc).gather(1, idx)  # [B,N,D]: the gradient of each token's cluster
     grad_x = grad_w = None
-    if ctx.needs_input_grad[0]:
+    if need_x:
         grad_x = (g_i * (w * inv_i)[..., None]).to(x.dtype)
-    if weight is not None and ctx.needs_input_grad[3]:
+    if weight is not None and need_weight:
         out_i = out.to(acc).gather(1, idx)
         grad_w = (((x.to(acc) - out_i) * g_i).sum(-1) * inv_i).to(weight.dtype)
+    return grad_x, grad_w
+
+
+def _setup_context(ctx, inputs, output):
+    x, assign, _, weight = inputs
+    ctx.save_for_backward(x, assign, weight, output)
+
+
+def _backward(ctx, grad):
+    x, assign, weight, out = ctx.saved_tensors
+    grad_x, grad_w = merge_backward(x, assign, weight, out, grad, ctx.needs_input_grad[0], ctx.needs_input_grad[3])
     return grad_x, None, None, grad_w
 
 
@@ -82,13 +90,6 @@ def cluster_merge(x: Tensor, assign: Tensor, num_clusters: int, *, weight: Tenso
     if tuple(ab.shape) != tuple(xb.shape[:2]):
         raise ValueError(f"assign must have shape {tuple(x.shape[:-1])} to match x, got {tuple(assign.shape)}")
     _checks.same_device(ab, xb, "assign")
-    wb = None
-    if weight is not None:
-        if not isinstance(weight, Tensor) or not weight.is_floating_point():
-            raise TypeError("weight must be a floating-point torch.Tensor or None")
-        wb = weight.unsqueeze(0) if squeeze and weight.dim() == 1 else weight
-        if tuple(wb.shape) != tuple(xb.shape[:2]):
-            raise ValueError(f"weight must have shape {tuple(x.shape[:-1])} to match x, got {tuple(weight.shape)}")
-        _checks.same_device(wb, xb, "weight")
+    wb = _checks.as_batched_weight(weight, xb, squeeze)
     out = torch.ops.emollm.cluster_merge(xb, ab.long(), num_clusters, wb)
     return out.squeeze(0) if squeeze else out

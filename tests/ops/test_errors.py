@@ -48,6 +48,12 @@ CASES = {
     "cluster: k < 1": (lambda: ops.dpc_cluster(X, 3, 0), ValueError, "k must be >= 1"),
     "cluster: NaN": (lambda: ops.dpc_cluster(NAN, 3, 3), ValueError, "x contains NaN"),
     "cluster: mask shape": (lambda: ops.dpc_cluster(X, 3, 3, mask=MASK.T), ValueError, "mask must have shape"),
+    # dpc_cluster_merge
+    "fused: C > valid": (lambda: ops.dpc_cluster_merge(X, 4, 2, mask=FEW), ValueError, "num_clusters=4 needs 4 valid"),
+    "fused: k > N": (lambda: ops.dpc_cluster_merge(X, 3, 12), ValueError, "k=12 exceeds"),
+    "fused: weight shape": (lambda: ops.dpc_cluster_merge(X, 3, 3, weight=torch.rand(2, 4)), ValueError, "weight must have shape"),
+    "fused: weight negative": (lambda: ops.dpc_cluster_merge(X, 3, 3, weight=-torch.rand(2, 10)), ValueError, "weight must be >= 0"),
+    "fused: NaN": (lambda: ops.dpc_cluster_merge(NAN, 3, 3), ValueError, "x contains NaN"),
     # cluster_merge
     "merge: assign above C": (lambda: ops.cluster_merge(X, ASSIGN + 3, 3), ValueError, r"assign values must lie in \[-1, 2\]"),
     "merge: assign below -1": (lambda: ops.cluster_merge(X, ASSIGN - 2, 3), ValueError, "assign values must lie"),

@@ -1,0 +1,27 @@
+"""``dpc_cluster_merge`` (one MVP stage) against ``reference`` and against the two separate
+ops on the same backend (``<backend>+separate``), which shows what the fusion saves."""
+
+import pytest
+from conftest import group_name, on_provider, providers, run, tokens
+
+from emollm import ops
+
+NUM_CLUSTERS, K = 64, 5
+
+
+def _separate(x):
+    _, assign = ops.dpc_cluster(x, NUM_CLUSTERS, K)
+    return ops.cluster_merge(x, assign, NUM_CLUSTERS)
+
+
+@pytest.mark.parametrize("separate", [False, True], ids=["fused", "separate"])
+@pytest.mark.parametrize("provider", providers("dpc_cluster_merge"))
+def test_dpc_cluster_merge(benchmark, provider, separate):
+    if separate and provider == "reference":
+        pytest.skip("the reference is the two separate ops already")
+    b, n, d = 64, 256, 1024
+    x = tokens((b, n, d))
+    benchmark.group = group_name("dpc_cluster_merge", B=b, N=n, D=d)
+    fn = _separate if separate else (lambda x: ops.dpc_cluster_merge(x, NUM_CLUSTERS, K))
+    run(benchmark, f"{provider}+separate" if separate else provider, on_provider(provider, lambda: fn(x)),
+        num_clusters=NUM_CLUSTERS, k=K)

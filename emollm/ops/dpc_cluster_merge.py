@@ -1,0 +1,90 @@
+"""``dpc_cluster_merge``: :func:`dpc_cluster` and :func:`cluster_merge` in one op.
+
+One MVP stage. The compiled kernels merge each sample right after assigning it, while its
+tokens are still in cache; other backends compose the two ops.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from emollm import _extension
+from emollm.ops import _backend, _checks
+from emollm.ops.cluster_merge import merge_backward
+
+
+@torch.library.custom_op("emollm::dpc_cluster_merge", mutates_args=())
+def _dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, mask: Tensor | None, include_self: bool,
+                       weight: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    # Returns (merged, centers, assign): the float output first, so that harnesses summing the
+    # outputs (opcheck's autograd test) start from a float.
+    _checks.check_valid_count(mask, k, k if include_self else k + 1, "k")
+    _checks.check_valid_count(mask, num_clusters, num_clusters, "num_clusters")
+    if weight is not None:
+        _checks.check_weight(weight)
+    name, impl = _backend.resolve("dpc_cluster_merge", x.device)
+    if name not in _backend.CHECKS_FINITE:
+        _checks.check_finite(x, "x")
+    centers, assign, merged = impl(x, num_clusters, k, mask, include_self, weight)
+    return merged, centers, assign
+
+
+@_dpc_cluster_merge.register_fake
+def _(x, num_clusters, k, mask, include_self, weight):
+    b, n, d = x.shape
+    long = dict(dtype=torch.int64)
+    return x.new_empty((b, num_clusters, d)), x.new_empty((b, num_clusters), **long), x.new_empty((b, n), **long)
+
+
+@_backend.register("dpc_cluster_merge", "reference")
+def _composed(x, num_clusters, k, mask, include_self, weight):
+    centers, assign = torch.ops.emollm.dpc_cluster(x, num_clusters, k, mask, include_self)
+    return centers, assign, torch.ops.emollm.cluster_merge(x, assign, num_clusters, weight)
+
+
+@_backend.register("dpc_cluster_merge", "cpu")
+def _cpu(x, num_clusters, k, mask, include_self, weight):
+    return tuple(_extension.C.ops.dpc_cluster_merge(x, num_clusters, k, mask, include_self, weight))
+
+
+def _setup_context(ctx, inputs, output):
+    x, _, _, _, _, weight = inputs
+    ctx.save_for_backward(x, output[2], weight, output[0])
+
+
+def _backward(ctx, grad_merged, grad_centers, grad_assign):
+    x, assign, weight, merged = ctx.saved_tensors
+    grad_x, grad_w = merge_backward(x, assign, weight, merged, grad_merged, ctx.needs_input_grad[0],
+                                    ctx.needs_input_grad[5])
+    return grad_x, None, None, None, None, grad_w
+
+
+_dpc_cluster_merge.register_autograd(_backward, setup_context=_setup_context)
+
+
+def dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, *, mask: Tensor | None = None,
+                      include_self: bool = True, weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Cluster with :func:`dpc_cluster`, then merge with :func:`cluster_merge`, in one op.
+
+    Args:
+        x: ``[B,N,D]`` or ``[N,D]`` tokens.
+        num_clusters, k, mask, include_self: as in :func:`dpc_cluster`.
+        weight: optional ``[B,N]`` non-negative token weights for the mean (default 1).
+
+    Returns:
+        ``(centers [B,C] int64, assign [B,N] int64, merged [B,C,D] x.dtype)``; ``merged`` is
+        differentiable in x and weight.
+    """
+    xb, squeeze = _checks.as_batched(x)
+    mask = _checks.as_batched_mask(mask, xb, squeeze)
+    wb = _checks.as_batched_weight(weight, xb, squeeze)
+    _checks.positive_int(num_clusters, "num_clusters")
+    _checks.positive_int(k, "k")
+    n = xb.shape[1]
+    _checks.at_most_tokens(num_clusters, n, "num_clusters")
+    _checks.at_most_tokens(k, n if include_self else n - 1, "k",
+                           "tokens" if include_self else "other tokens (include_self=False)")
+    merged, centers, assign = torch.ops.emollm.dpc_cluster_merge(xb, num_clusters, k, mask, include_self, wb)
+    out = (centers, assign, merged)
+    return tuple(t.squeeze(0) for t in out) if squeeze else out
