@@ -31,7 +31,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python $(SOURCES)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install --quiet "setuptools>=69" wheel "pybind11>=2.12" "cmake>=3.18" ninja
+	$(BIN)/python -m pip install --quiet "setuptools>=77" wheel "pybind11>=2.12" "cmake>=3.18" ninja
 	$(BIN)/python -m pip install --no-build-isolation -e ".[dev]"
 	$(BIN)/python -c "import emollm, emollm._C"
 	touch $(STAMP)
