@@ -1,0 +1,1 @@
+"""Drop-in use of emollm's parts inside other multimodal models."""

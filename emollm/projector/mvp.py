@@ -1,0 +1,96 @@
+"""Multi-perspective Visual Projection (paper §4.3, DESIGN.md §5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from emollm import ops
+from emollm.projector.gcn import GCN
+
+
+def stage_k(num_clusters: int, k: int) -> int:
+    """Chat-UniVi's rule for small stages: a k above the cluster count becomes min(3, max(C//2, 1))."""
+    return min(3, max(num_clusters // 2, 1)) if k > num_clusters else k
+
+
+class MVPProjector(nn.Module):
+    """Visual tokens -> LLM embeddings from two perspectives.
+
+    Three cascaded DPC-KNN stages (``stages`` = ``(num_clusters, k)`` each, every stage on the
+    previous one's merged tokens) give Z_1..Z_S. The *content* branch projects all merged tokens
+    with one Linear; the *relation* branch runs a GCN per stage over the τ-graph of Z_s. Output:
+    ``alpha * content + relation`` (``combine="sum"``, ``sum(C_s)`` tokens: 112 by default) or
+    both side by side (``combine="concat"``, twice as many tokens).
+
+    A drop-in projector: ``forward(x [B,N,in_dim], mask=None) -> [B,112,out_dim]``. Clustering
+    runs through :mod:`emollm.ops` (any backend); gradients reach every parameter and, through the
+    merges, the input tokens. Computes in the parameters' dtype and returns the input's dtype.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, stages: Sequence[tuple[int, int]] = ((64, 5), (32, 3), (16, 3)),
+                 tau: float = 0.1, alpha: float = 1.0, gcn_layers: int = 2, combine: str = "sum"):
+        super().__init__()
+        if combine not in ("sum", "concat"):
+            raise ValueError(f"combine must be 'sum' or 'concat', got {combine!r}")
+        if not 0.0 <= tau <= 1.0:
+            raise ValueError(f"tau must lie in [0, 1], got {tau}")
+        if not stages:
+            raise ValueError("stages must name at least one (num_clusters, k)")
+        for c, k in stages:
+            if c < 1 or k < 1:
+                raise ValueError(f"every stage needs num_clusters >= 1 and k >= 1, got {(c, k)}")
+        self.in_dim, self.out_dim = in_dim, out_dim
+        self.stages = tuple((int(c), stage_k(int(c), int(k))) for c, k in stages)
+        self.tau, self.alpha, self.combine = float(tau), float(alpha), combine
+        self.content = nn.Linear(in_dim, out_dim)
+        self.relation = nn.ModuleList(GCN(in_dim, out_dim, gcn_layers) for _ in self.stages)
+
+    @property
+    def num_tokens(self) -> int:
+        """Output tokens per image: ``sum(C_s)``, doubled for ``combine="concat"``."""
+        n = sum(c for c, _ in self.stages)
+        return 2 * n if self.combine == "concat" else n
+
+    def cluster(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """The stages alone: ``[(centers, assign, merged)]`` per stage; stage s clusters the
+        merged tokens of stage s-1 (so its ``assign`` indexes those)."""
+        out, z = [], x
+        for c, k in self.stages:
+            centers, assign, z = ops.dpc_cluster_merge(z, c, k, mask=mask)
+            mask = None  # every cluster of a stage is a real token of the next
+            out.append((centers, assign, z))
+        return out
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``x`` ``[B,N,in_dim]`` (``mask`` ``[B,N]`` bool, True = real token, at least
+        ``stages[0][0]`` per sample) -> ``[B, num_tokens, out_dim]`` in x's dtype."""
+        if x.dim() != 3 or x.shape[-1] != self.in_dim:
+            raise ValueError(f"x must be [B,N,{self.in_dim}], got {tuple(x.shape)}")
+        dtype = self.content.weight.dtype
+        merged = [z.to(dtype) for _, _, z in self.cluster(x, mask)]
+        content = self.content(torch.cat(merged, 1))
+        relation = torch.cat([gcn(ops.gcn_adjacency(z, self.tau), z) for gcn, z in zip(self.relation, merged,
+                                                                                          strict=True)], 1)
+        if self.combine == "sum":
+            h = self.alpha * content + relation
+        else:
+            h = torch.cat([self.alpha * content, relation], 1)
+        return h.to(x.dtype)
+
+    def forward_video(self, frames: Tensor, frame_mask: Tensor | None = None, mode: str = "expand",
+                      frames_per_event: int = 16) -> tuple[Tensor, Tensor]:
+        """Video: events from DPC-KNN over frame means, then the stages per event.
+
+        See :func:`emollm.projector.video.forward_video`. Returns ``(tokens [B, E*num_tokens,
+        out_dim], mask [B, E*num_tokens])`` with E the most events in a sample.
+        """
+        from emollm.projector.video import forward_video
+
+        return forward_video(self, frames, frame_mask, mode=mode, frames_per_event=frames_per_event)
+
+    def extra_repr(self) -> str:
+        return (f"in_dim={self.in_dim}, out_dim={self.out_dim}, stages={self.stages}, tau={self.tau}, "
+                f"alpha={self.alpha}, combine={self.combine!r}")
