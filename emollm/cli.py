@@ -1,10 +1,13 @@
 """Command line: ``emollm env`` (what is installed, which backends run) and ``emollm demo``.
 
     python -m emollm env
-    python -m emollm demo [--out demo-out] [--repeat 5] [--small] [--device cpu|cuda]
+    python -m emollm demo [--out demo-out] [--images astronaut,coffee,photo.jpg] [--vision CLIP_DIR]
+                          [--tau 0.1] [--repeat 5] [--small] [--device cpu|cuda]
 
-The demo runs the MVP projector's op pipeline (DESIGN.md §1) on every backend that runs on the
-device, prints a timing table and checks that every backend clusters exactly as ``reference``.
+The demo clusters real photos with the MVP projector's three stages and draws them, one PNG per
+image (:mod:`emollm.demo`), then runs the op pipeline (DESIGN.md §1) on the same tokens on every
+backend that runs on the device, prints a timing table and checks that every backend clusters
+exactly as ``reference``.
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from emollm.ops import _backend
 
 STAGES = ((64, 5), (32, 3), (16, 3))  # (num_clusters, k) per stage, the paper's settings
 TAU = 0.1
-DEFAULT_SHAPE = (8, 256, 1024)  # B, N, D: 256 tokens of CLIP ViT-L/14's width
-SMALL_SHAPE = (2, 256, 256)  # --small: seconds, for tests
+CLIP_WIDTH = 1024  # CLIP ViT-L/14's token width: the timing table runs at this size
+DEMO_EXTRAS = ("matplotlib", "skimage", "PIL")  # what `pip install emollm[demo]` brings
 _DEVICE_ONLY = {"cpu": "cpu", "triton": "cuda", "cuda": "cuda"}  # backends tied to one device type
 
 
@@ -61,21 +64,12 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_tokens(batch: int, n: int, dim: int, seed: int = 0) -> torch.Tensor:
-    """Stand-in for CLIP patch tokens: each image shows 24 "objects", each token is one of them
-    plus noise, so the clusters mean something and densities have no ties (float32 ``[B,N,D]``)."""
-    g = torch.Generator().manual_seed(seed)
-    objects = torch.randn(batch, 24, dim, generator=g)
-    which = torch.randint(0, 24, (batch, n), generator=g)
-    return objects[torch.arange(batch)[:, None], which] + 0.5 * torch.randn(batch, n, dim, generator=g)
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def run_pipeline(x: torch.Tensor) -> tuple[list[float], list[torch.Tensor]]:
+def run_pipeline(x: torch.Tensor, tau: float) -> tuple[list[float], list[torch.Tensor]]:
     """The three stages on the current backend: per-stage ms and cluster assignments."""
     times, assigns = [], []
     z = x
@@ -83,18 +77,18 @@ def run_pipeline(x: torch.Tensor) -> tuple[list[float], list[torch.Tensor]]:
         start = time.perf_counter()
         _, assign = ops.dpc_cluster(z, num_clusters, k)
         z = ops.cluster_merge(z, assign, num_clusters)
-        ops.gcn_propagate(ops.gcn_adjacency(z, TAU), z)
+        ops.gcn_propagate(ops.gcn_adjacency(z, tau), z)
         _sync(x.device)
         times.append((time.perf_counter() - start) * 1e3)
         assigns.append(assign)
     return times, assigns
 
 
-def time_backend(name: str, x: torch.Tensor, repeat: int) -> dict:
+def time_backend(name: str, x: torch.Tensor, repeat: int, tau: float = TAU) -> dict:
     """Median per-stage and total ms over ``repeat`` runs after one warm-up run."""
     with ops.use_backend(name):
-        _, assigns = run_pipeline(x)  # warm-up: thread pools, allocator, lazy inits
-        runs = [run_pipeline(x)[0] for _ in range(repeat)]
+        _, assigns = run_pipeline(x, tau)  # warm-up: thread pools, allocator, lazy inits
+        runs = [run_pipeline(x, tau)[0] for _ in range(repeat)]
     return {
         "total": statistics.median(sum(r) for r in runs),
         "stages": [statistics.median(r[s] for r in runs) for s in range(len(STAGES))],
@@ -122,18 +116,55 @@ def _fallbacks(name: str, device: torch.device) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    try:
+        from emollm import demo
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in DEMO_EXTRAS:
+            raise
+        print(f"emollm demo draws with matplotlib and scikit-image ({e.name} is missing): "
+              "pip install emollm[demo]", file=sys.stderr)
+        return 1
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    b, n, d = SMALL_SHAPE if args.small else DEFAULT_SHAPE
-    x = demo_tokens(b, n, d).to(device)
+    specs = [s.strip() for s in args.images.split(",") if s.strip()] if args.images else list(demo.SAMPLES)
+    if args.small:
+        specs = specs[:1]
+    out = Path(args.out)
+    try:
+        x = demo.pictures(specs, out, tau=args.tau, device=device, vision=args.vision)
+    except ValueError as e:  # an unknown image or a --vision folder that is not a checkpoint
+        print(f"emollm demo: {e}", file=sys.stderr)
+        return 2
+    what = "tokens of the images above"
+    if args.vision is None and x.shape[-1] < CLIP_WIDTH:
+        x, what = lift(x, CLIP_WIDTH), f"tokens of the images above, lifted to CLIP's width {CLIP_WIDTH} by an isometry"
+    table, all_agree = timing_table(x, args.repeat, args.tau, what)
+    (out / "timings.txt").write_text(table + "\n")
+    print(f"wrote {out / 'timings.txt'}")
+    return 0 if all_agree else 1
+
+
+def lift(x: torch.Tensor, width: int) -> torch.Tensor:
+    """``[B,N,d] -> [B,N,width]`` through fixed orthonormal columns: every distance is kept, so
+    the clusters are the images' own, at the cost of CLIP-width tokens."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(width, x.shape[-1], generator=g, dtype=torch.float64))
+    return x @ q.T.to(x)
+
+
+def timing_table(x: torch.Tensor, repeat: int, tau: float, what: str = "tokens") -> tuple[str, bool]:
+    """Time the three stages on ``x`` ``[B,N,D]`` on every backend of its device, printing progress;
+    returns the table (header included) and whether every backend clustered as ``reference``."""
+    b, n, d = x.shape
     stages = " ".join(f"({c},{k})" for c, k in STAGES)
-    header = (f"emollm demo: B={b} N={n} D={d} float32 tokens on {device} ({torch.get_num_threads()} threads); "
-              f"stages (C,k) = {stages}, gcn tau {TAU}; median of {args.repeat} runs after a warm-up")
-    print(header)
+    header = (f"emollm demo: B={b} N={n} D={d} {str(x.dtype).removeprefix('torch.')} {what} "
+              f"on {x.device} ({torch.get_num_threads()} threads); stages (C,k) = {stages}, gcn tau {tau}; "
+              f"median of {repeat} runs after a warm-up")
+    print("\n" + header)
 
     results = {}
-    for name in _demo_backends(device):
+    for name in _demo_backends(x.device):
         print(f"  timing {name} ...", end="", flush=True)
-        results[name] = time_backend(name, x, args.repeat)
+        results[name] = time_backend(name, x, repeat, tau)
         print(f" {results[name]['total']:.1f} ms")
 
     ref = results["reference"]
@@ -146,17 +177,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stage_ms = "".join(f"{t:>12.2f}" for t in r["stages"])
         lines.append(f"{name:<10}{r['total']:>10.2f}{stage_ms}{ref['total'] / r['total']:>9.2f}×  {agree}")
     for name in results:
-        if name != "reference" and (missing := _fallbacks(name, device)):
+        if name != "reference" and (missing := _fallbacks(name, x.device)):
             lines.append(f"note: {name} has no {', '.join(missing)}; its row runs those on the automatic choice")
     lines.append("all backends agree with reference" if all_agree else "SOME BACKENDS DISAGREE WITH REFERENCE")
-    table = "\n".join(lines)
     print("\n" + "\n".join(lines[2:]))
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "timings.txt").write_text(table + "\n")
-    print(f"wrote {out / 'timings.txt'}")
-    return 0 if all_agree else 1
+    return "\n".join(lines), all_agree
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,10 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     env = sub.add_parser("env", help="versions, CPU/CUDA, the compiled extension and the backends")
     env.set_defaults(func=cmd_env)
 
-    demo = sub.add_parser("demo", help="time the clustering pipeline on every backend, check it agrees")
-    demo.add_argument("--out", default="demo-out", help="folder for timings.txt (default: demo-out)")
+    demo = sub.add_parser("demo", help="cluster real photos in MVP's three stages, draw them, time every backend")
+    demo.add_argument("--out", default="demo-out",
+                      help="folder for one PNG per image and timings.txt (default: demo-out)")
+    demo.add_argument("--images", help="comma-separated scikit-image sample names or image files "
+                      "(default: the six bundled samples astronaut, chelsea, coffee, rocket, camera, motorcycle)")
+    demo.add_argument("--vision", metavar="CLIP_DIR", help="cluster the CLIP patch tokens (layer -2) of this local "
+                      "checkpoint folder instead of patch colour statistics (needs transformers)")
+    demo.add_argument("--tau", type=float, default=TAU, help=f"threshold of the GCN's τ-graph (default: {TAU})")
     demo.add_argument("--repeat", type=int, default=5, help="timed runs per backend (default: 5)")
-    demo.add_argument("--small", action="store_true", help=f"B,N,D = {SMALL_SHAPE} instead of {DEFAULT_SHAPE}")
+    demo.add_argument("--small", action="store_true", help="the first image only: seconds, for tests")
     demo.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -180,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "repeat", 1) < 1:
         parser.error("--repeat must be at least 1")
+    if not 0.0 <= getattr(args, "tau", 0.0) <= 1.0:
+        parser.error("--tau must lie in [0, 1]")
     if getattr(args, "device", None) == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here (see `python -m emollm env`)")
     return args.func(args)

@@ -3,10 +3,14 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
+import emollm
 from emollm import _extension, cli, ops
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_env_lists_every_backend_and_the_extension():
@@ -19,20 +23,105 @@ def test_env_lists_every_backend_and_the_extension():
     assert ("emollm._C compiled extension: loaded" in out) == (_extension.C is not None)
 
 
-def test_demo_times_every_cpu_backend_and_agrees(tmp_path, capsys):
-    assert cli.main(["demo", "--out", str(tmp_path), "--repeat", "1", "--small", "--device", "cpu"]) == 0
+def _assert_picture(path):
+    from PIL import Image
+
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert path.stat().st_size > 20_000  # three photo panels, not an empty canvas
+    with Image.open(path) as png:
+        width, height = png.size
+    assert width >= 3 * 224 and height >= 224  # three 224-px panels side by side
+
+
+def test_demo_draws_each_image_and_times_every_cpu_backend(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("skimage")
+    assert cli.main(["demo", "--out", str(tmp_path), "--images", "astronaut,camera", "--repeat", "1",
+                     "--device", "cpu"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["astronaut.png", "camera.png"]
+    for png in tmp_path.glob("*.png"):
+        _assert_picture(png)
     table = (tmp_path / "timings.txt").read_text()
+    assert "B=2 N=256" in table  # the two images' tokens, not random ones
     rows = {line.split()[0] for line in table.splitlines() if line.strip()}
     expected = {b for b in ops.available_backends() if b not in ("triton", "cuda")}  # GPU-only ones
     assert "reference" in expected
     assert expected <= rows
     assert "all backends agree with reference" in table
-    assert "timing reference" in capsys.readouterr().out  # per-backend progress
+    out = capsys.readouterr().out
+    assert "camera.png" in out  # per-image progress
+    assert "timing reference" in out  # per-backend progress
 
 
-def test_demo_rejects_zero_repeat(tmp_path):
+def test_demo_small_draws_one_image(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("skimage")
+    assert cli.main(["demo", "--out", str(tmp_path), "--repeat", "1", "--small", "--device", "cpu"]) == 0
+    assert len(list(tmp_path.glob("*.png"))) == 1
+    assert (tmp_path / "timings.txt").is_file()
+
+
+def test_demo_clusters_follow_regions():
+    """Two flat halves, red and blue: no cluster of any stage straddles them, every stage's clusters
+    are unions of the previous stage's, and tau = 1 joins every pair of clusters."""
+    demo = pytest.importorskip("emollm.demo")
+    rng = np.random.default_rng(0)
+    image = np.zeros((1, 224, 224, 3), np.float32)
+    image[0, :, :112] = (0.9, 0.1, 0.1)
+    image[0, :, 112:] = (0.1, 0.1, 0.9)
+    image += rng.uniform(0, 0.02, image.shape).astype(np.float32)  # no exact ties
+    stages = demo.cluster_stages(demo.pixel_tokens(image), tau=1.0)[0]
+    assert [s.num_clusters for s in stages] == [64, 32, 16]
+    previous = np.arange(256).reshape(16, 16)
+    for stage in stages:
+        labels = stage.labels
+        assert not set(labels[:, :8].ravel()) & set(labels[:, 8:].ravel())
+        for old in np.unique(previous):
+            assert len(np.unique(labels[previous == old])) == 1  # nested in the previous stage
+        rows, cols = np.indices(labels.shape)
+        for c in np.unique(labels):
+            assert np.allclose(stage.centroids[c], (rows[labels == c].mean(), cols[labels == c].mean()))
+        assert len(stage.edges) == stage.num_clusters * (stage.num_clusters - 1) // 2
+        previous = labels
+
+
+def test_demo_on_clip_features_of_a_local_checkpoint(tmp_path):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("skimage")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.CLIPVisionConfig(image_size=224, patch_size=14, hidden_size=32, intermediate_size=64,
+                                           num_hidden_layers=2, num_attention_heads=2)
+    transformers.CLIPVisionModel(config).save_pretrained(tmp_path / "clip")
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--out", str(out), "--vision", str(tmp_path / "clip"), "--small", "--repeat", "1",
+                     "--device", "cpu"]) == 0
+    _assert_picture(out / "astronaut.png")
+    assert "B=1 N=256 D=32" in (out / "timings.txt").read_text()  # 16×16 patch tokens of width 32
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--vision", "no-such-clip-folder", "not a local CLIP checkpoint folder"),
+    ("--images", "no-such-sample", "neither a sample"),
+])
+def test_demo_explains_bad_paths(tmp_path, capsys, flag, value, message):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("skimage")
+    assert cli.main(["demo", "--out", str(tmp_path), flag, value, "--device", "cpu"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_demo_without_the_extra_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # `import skimage` now fails
+    monkeypatch.delitem(sys.modules, "emollm.demo", raising=False)
+    monkeypatch.delattr(emollm, "demo", raising=False)
+    assert cli.main(["demo", "--out", str(tmp_path), "--small"]) == 1
+    assert "pip install emollm[demo]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--repeat", "0"], ["--tau", "1.5"]])
+def test_demo_rejects_bad_numbers(tmp_path, args):
     with pytest.raises(SystemExit):
-        cli.main(["demo", "--out", str(tmp_path), "--repeat", "0"])
+        cli.main(["demo", "--out", str(tmp_path), *args])
 
 
 def test_demo_reports_the_first_stage_that_differs():

@@ -86,13 +86,16 @@ Sample<T> make_sample(const at::Tensor& xb, const bool* valid) {
 // distances (BLAS speed, but ||a||^2 + ||b||^2 - 2a.b loses a few ulps of ||x||^2 to cancellation);
 // the values the ops return are then recomputed this way for the few selected pairs, O(N k D).
 template <typename T>
-T exact_sqdist(const Sample<T>& s, int64_t i, int64_t j) {
-  const T* a = s.row(i);
-  const T* b = s.row(j);
+inline T squared_distance(const T* a, const T* b, int64_t dim) {
   T acc = 0;
 #pragma omp simd reduction(+ : acc)
-  for (int64_t d = 0; d < s.dim; ++d) acc += (a[d] - b[d]) * (a[d] - b[d]);
-  return acc / T(s.dim);
+  for (int64_t d = 0; d < dim; ++d) acc += (a[d] - b[d]) * (a[d] - b[d]);
+  return acc;
+}
+
+template <typename T>
+T exact_sqdist(const Sample<T>& s, int64_t i, int64_t j) {
+  return squared_distance(s.row(i), s.row(j), s.dim) / T(s.dim);
 }
 
 // Largest pairwise distance seen, and the pair it belongs to (-1 when none).

@@ -35,26 +35,45 @@ std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau
         }
         at::Tensor g = gram_tile(buf, zb, 0, C, zb, 0, C);
         const T* G = g.data_ptr<T>();
-        T dmax = 0;
+        auto is_valid = [&](int64_t i) { return valid == nullptr || valid[i]; };
+        auto exact_d2 = [&](int64_t i, int64_t j) { return squared_distance(zp + i * F, zp + j * F, F); };
+        // Gram distances (BLAS) decide every pair that is clear of the threshold; a pair within
+        // the Gram formula's rounding bound of it (duplicates included: their distance is 0) is
+        // recomputed from differences, so no edge depends on cancellation error.
+        T max_d2 = -1;
+        int64_t mi = -1, mj = -1;
         for (int64_t i = 0; i < C; ++i)
-          for (int64_t j = 0; j < C; ++j) {
+          for (int64_t j = i + 1; j < C; ++j) {
             const T d2 = sq[i] + sq[j] - T(2) * G[i * C + j];
-            const T d = (i == j || d2 <= T(0)) ? T(0) : std::sqrt(d2);
-            dist[i * C + j] = d;
-            if ((valid == nullptr || (valid[i] && valid[j])) && d > dmax) dmax = d;
-          }
-        uint64_t* rowbits = bp + b * C * W;
-        for (int64_t i = 0; i < C; ++i) {
-          if (valid != nullptr && !valid[i]) continue;
-          int64_t deg = 0;
-          for (int64_t j = 0; j < C; ++j) {
-            if (valid != nullptr && !valid[j]) continue;
-            const T dn = dmax > T(0) ? dist[i * C + j] / dmax : T(0);
-            if (i == j || dn <= tau_t) {
-              rowbits[i * W + j / 64] |= uint64_t(1) << (j % 64);
-              ++deg;
+            dist[i * C + j] = d2;
+            if (is_valid(i) && is_valid(j) && d2 > max_d2) {
+              max_d2 = d2;
+              mi = i;
+              mj = j;
             }
           }
+        const T dmax2 = mi >= 0 ? exact_d2(mi, mj) : T(0);  // the normalizer, exactly
+        const T thr2 = tau_t * tau_t * dmax2;
+        const T rel = T(4) * (std::log2(T(F)) + T(1)) * std::numeric_limits<T>::epsilon();
+        uint64_t* rowbits = bp + b * C * W;
+        auto link = [&](int64_t i, int64_t j) { rowbits[i * W + j / 64] |= uint64_t(1) << (j % 64); };
+        for (int64_t i = 0; i < C; ++i) {
+          if (!is_valid(i)) continue;
+          link(i, i);
+          for (int64_t j = i + 1; j < C; ++j) {
+            if (!is_valid(j)) continue;
+            T d2 = dist[i * C + j];
+            if (std::abs(d2 - thr2) <= rel * (sq[i] + sq[j])) d2 = exact_d2(i, j);
+            if (dmax2 == T(0) || d2 <= thr2) {  // all-equal nodes: every normalized distance is 0
+              link(i, j);
+              link(j, i);
+            }
+          }
+        }
+        for (int64_t i = 0; i < C; ++i) {
+          if (!is_valid(i)) continue;
+          int64_t deg = 0;
+          for (int64_t w = 0; w < W; ++w) deg += __builtin_popcountll(rowbits[i * W + w]);
           dp[b * C + i] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(deg)));
         }
       }

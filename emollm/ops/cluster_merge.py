@@ -7,6 +7,7 @@ from torch import Tensor
 
 from emollm import _extension
 from emollm.ops import _backend, _checks
+from emollm.profiling import nvtx_range
 
 
 @torch.library.custom_op("emollm::cluster_merge", mutates_args=())
@@ -14,7 +15,9 @@ def _cluster_merge(x: Tensor, assign: Tensor, num_clusters: int, weight: Tensor 
     _checks.check_assign(assign, num_clusters)
     if weight is not None:
         _checks.check_weight(weight)
-    return _backend.resolve("cluster_merge", x.device)[1](x, assign, num_clusters, weight)
+    name, impl = _backend.resolve("cluster_merge", x.device)
+    with nvtx_range(f"emollm.cluster_merge:{name}"):
+        return impl(x, assign, num_clusters, weight)
 
 
 @_cluster_merge.register_fake

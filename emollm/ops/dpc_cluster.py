@@ -7,6 +7,7 @@ from torch import Tensor
 
 from emollm import _extension
 from emollm.ops import _backend, _checks
+from emollm.profiling import nvtx_range
 
 
 @torch.library.custom_op("emollm::dpc_cluster", mutates_args=())
@@ -17,7 +18,8 @@ def _dpc_cluster(x: Tensor, num_clusters: int, k: int, mask: Tensor | None,
     name, impl = _backend.resolve("dpc_cluster", x.device)
     if name not in _backend.CHECKS_FINITE:
         _checks.check_finite(x, "x")
-    return impl(x, num_clusters, k, mask, include_self)
+    with nvtx_range(f"emollm.dpc_cluster:{name}"):
+        return impl(x, num_clusters, k, mask, include_self)
 
 
 @_dpc_cluster.register_fake

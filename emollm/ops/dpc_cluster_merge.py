@@ -12,6 +12,7 @@ from torch import Tensor
 from emollm import _extension
 from emollm.ops import _backend, _checks
 from emollm.ops.cluster_merge import merge_backward
+from emollm.profiling import nvtx_range
 
 
 @torch.library.custom_op("emollm::dpc_cluster_merge", mutates_args=())
@@ -26,7 +27,8 @@ def _dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, mask: Tensor | None
     name, impl = _backend.resolve("dpc_cluster_merge", x.device)
     if name not in _backend.CHECKS_FINITE:
         _checks.check_finite(x, "x")
-    centers, assign, merged = impl(x, num_clusters, k, mask, include_self, weight)
+    with nvtx_range(f"emollm.dpc_cluster_merge:{name}"):
+        centers, assign, merged = impl(x, num_clusters, k, mask, include_self, weight)
     return merged, centers, assign
 
 

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from emollm import _extension
 from emollm.ops import _backend, _checks
+from emollm.profiling import nvtx_range
 
 
 @torch.library.custom_op("emollm::dpc_delta", mutates_args=())
@@ -15,7 +16,8 @@ def _dpc_delta(x: Tensor, rho: Tensor, mask: Tensor | None) -> tuple[Tensor, Ten
     name, impl = _backend.resolve("dpc_delta", x.device)
     if name not in _backend.CHECKS_FINITE:
         _checks.check_finite(x, "x")
-    return impl(x, rho, mask)
+    with nvtx_range(f"emollm.dpc_delta:{name}"):
+        return impl(x, rho, mask)
 
 
 @_dpc_delta.register_fake

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from emollm import _extension
 from emollm.ops import _backend, _checks
+from emollm.profiling import nvtx_range
 
 
 class GCNGraph(NamedTuple):
@@ -40,7 +41,8 @@ def _gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, 
     name, impl = _backend.resolve("gcn_adjacency", z.device)
     if name not in _backend.CHECKS_FINITE:
         _checks.check_finite(z, "z")
-    return impl(z, tau, mask)
+    with nvtx_range(f"emollm.gcn_adjacency:{name}"):
+        return impl(z, tau, mask)
 
 
 @_gcn_adjacency.register_fake
@@ -65,7 +67,9 @@ def _cpu_adjacency(z, tau, mask):
 
 @torch.library.custom_op("emollm::gcn_propagate", mutates_args=())
 def _gcn_propagate(bits: Tensor, dinv: Tensor, h: Tensor) -> Tensor:
-    return _backend.resolve("gcn_propagate", h.device)[1](bits, dinv, h)
+    name, impl = _backend.resolve("gcn_propagate", h.device)
+    with nvtx_range(f"emollm.gcn_propagate:{name}"):
+        return impl(bits, dinv, h)
 
 
 @_gcn_propagate.register_fake

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from emollm import _extension
 from emollm.ops import _backend, _checks
+from emollm.profiling import nvtx_range
 
 
 @torch.library.custom_op("emollm::knn_density", mutates_args=())
@@ -15,7 +16,8 @@ def _knn_density(x: Tensor, k: int, mask: Tensor | None, include_self: bool) -> 
     name, impl = _backend.resolve("knn_density", x.device)
     if name not in _backend.CHECKS_FINITE:
         _checks.check_finite(x, "x")
-    return impl(x, k, mask, include_self)
+    with nvtx_range(f"emollm.knn_density:{name}"):
+        return impl(x, k, mask, include_self)
 
 
 @_knn_density.register_fake

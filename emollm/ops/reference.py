@@ -8,6 +8,8 @@ None); arithmetic runs in float32, or float64 for float64 inputs.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -113,16 +115,34 @@ def unpack_bits(bits: Tensor, num_nodes: int) -> Tensor:
     return dense.flatten(-2)[..., :num_nodes].bool()
 
 
+def _exact_sqdist(z: Tensor, b: Tensor, i: Tensor, j: Tensor) -> Tensor:
+    """``||z[b,i] - z[b,j]||²`` from differences, for a few index triples."""
+    diff = _acc(z[b, i]) - _acc(z[b, j])
+    return (diff * diff).sum(-1)
+
+
 @register("gcn_adjacency", "reference")
 def gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     valid = _valid(z, mask)
-    c = z.shape[1]
-    d = (pairwise_sqdist(z) * z.shape[-1]).sqrt()  # unscaled Euclidean distance
+    bsz, c, f = z.shape
+    zf = _acc(z)
+    sq = (zf * zf).sum(-1)
+    d2 = pairwise_sqdist(z) * f  # unscaled squared distances, from the Gram matrix
     pair_valid = valid[:, :, None] & valid[:, None, :]
-    d_max = d.masked_fill(~pair_valid, 0).flatten(1).amax(1)
-    d_norm = torch.where(d_max[:, None, None] > 0, d / d_max.clamp_min(1e-30)[:, None, None], 0)
+    # The normalizer exactly: the farthest valid pair, recomputed from differences.
+    far = d2.masked_fill(~pair_valid, -1).flatten(1).argmax(1)
+    rows = torch.arange(bsz, device=z.device)
+    d2_max = _exact_sqdist(z, rows, far // c, far % c)
+    d2_max = torch.where(pair_valid.flatten(1).any(1), d2_max, 0)
+    threshold = tau * tau * d2_max[:, None, None]
+    # Pairs within the Gram formula's rounding bound of the threshold (exact duplicates among
+    # them, whose distance is 0) are recomputed from differences: no edge hangs on cancellation.
+    rel = 4 * (math.log2(f) + 1) * torch.finfo(zf.dtype).eps
+    unsure = ((d2 - threshold).abs() <= rel * (sq[:, :, None] + sq[:, None, :])).nonzero(as_tuple=True)
+    d2 = d2.index_put(unsure, _exact_sqdist(z, *unsure))
     eye = torch.eye(c, dtype=torch.bool, device=z.device)
-    a_hat = ((d_norm <= tau) | eye) & pair_valid
+    # d / max d <= tau, squared; all-equal nodes (max 0) have every normalized distance 0.
+    a_hat = ((d2 <= threshold) | (d2_max == 0)[:, None, None] | eye) & pair_valid
     deg = a_hat.sum(-1).float()
     dinv = torch.where(deg > 0, deg.clamp_min(1).rsqrt(), 0)
     return pack_bits(a_hat), dinv

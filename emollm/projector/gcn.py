@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
 
@@ -22,7 +24,7 @@ class GCN(nn.Module):
         if layers < 1:
             raise ValueError(f"layers must be >= 1, got {layers}")
         dims = [in_dim] + [out_dim] * layers
-        self.weights = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.weights = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in itertools.pairwise(dims))
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(out_dim)) for _ in range(layers))
         self.act = nn.GELU()
 

@@ -59,7 +59,7 @@ def forward_video(projector, frames: Tensor, frame_mask: Tensor | None = None, m
         raise ValueError(f"mode must be 'expand' or 'hierarchical', got {mode!r}")
     if frames.dim() != 4:
         raise ValueError(f"frames must be [B,T,N,D], got shape {tuple(frames.shape)}")
-    b, t, n, d = frames.shape
+    b, t, _, d = frames.shape
     if frames_per_event < 1:
         raise ValueError(f"frames_per_event must be >= 1, got {frames_per_event}")
     if frame_mask is None:
