@@ -195,3 +195,15 @@ def test_real_nvtx_push_pop_runs():
     # No profiler is attached in the test run, so this only checks that the calls are valid.
     with nvtx_range("emollm.test.real", color="green"):
         assert nvtx_range("emollm.test.real")(_double)(2) == 4
+
+
+def test_projector_pushes_forward_and_stage_ranges(fake):
+    from emollm.projector import MVPProjector
+
+    MVPProjector(8, 4)(torch.randn(1, 100, 8))
+    names = fake.pushed()
+    assert names[0] == "emollm.mvp.forward"
+    for expected in ("emollm.mvp.stage1", "emollm.mvp.stage2", "emollm.mvp.stage3", "emollm.mvp.content",
+                     "emollm.mvp.relation"):
+        assert expected in names
+    assert fake.balanced()

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from emollm import ops
+from emollm.profiling import nvtx_range
 from emollm.projector.gcn import GCN
 
 
@@ -58,8 +59,9 @@ class MVPProjector(nn.Module):
         """The stages alone: ``[(centers, assign, merged)]`` per stage; stage s clusters the
         merged tokens of stage s-1 (so its ``assign`` indexes those)."""
         out, z = [], x
-        for c, k in self.stages:
-            centers, assign, z = ops.dpc_cluster_merge(z, c, k, mask=mask)
+        for s, (c, k) in enumerate(self.stages, 1):
+            with nvtx_range(f"emollm.mvp.stage{s}"):
+                centers, assign, z = ops.dpc_cluster_merge(z, c, k, mask=mask)
             mask = None  # every cluster of a stage is a real token of the next
             out.append((centers, assign, z))
         return out
@@ -69,16 +71,19 @@ class MVPProjector(nn.Module):
         ``stages[0][0]`` per sample) -> ``[B, num_tokens, out_dim]`` in x's dtype."""
         if x.dim() != 3 or x.shape[-1] != self.in_dim:
             raise ValueError(f"x must be [B,N,{self.in_dim}], got {tuple(x.shape)}")
-        dtype = self.content.weight.dtype
-        merged = [z.to(dtype) for _, _, z in self.cluster(x, mask)]
-        content = self.content(torch.cat(merged, 1))
-        relation = torch.cat([gcn(ops.gcn_adjacency(z, self.tau), z) for gcn, z in zip(self.relation, merged,
-                                                                                          strict=True)], 1)
-        if self.combine == "sum":
-            h = self.alpha * content + relation
-        else:
-            h = torch.cat([self.alpha * content, relation], 1)
-        return h.to(x.dtype)
+        with nvtx_range("emollm.mvp.forward"):
+            dtype = self.content.weight.dtype
+            merged = [z.to(dtype) for _, _, z in self.cluster(x, mask)]
+            with nvtx_range("emollm.mvp.content"):
+                content = self.content(torch.cat(merged, 1))
+            with nvtx_range("emollm.mvp.relation"):
+                relation = torch.cat([gcn(ops.gcn_adjacency(z, self.tau), z)
+                                      for gcn, z in zip(self.relation, merged, strict=True)], 1)
+            if self.combine == "sum":
+                h = self.alpha * content + relation
+            else:
+                h = torch.cat([self.alpha * content, relation], 1)
+            return h.to(x.dtype)
 
     def forward_video(self, frames: Tensor, frame_mask: Tensor | None = None, mode: str = "expand",
                       frames_per_event: int = 16) -> tuple[Tensor, Tensor]:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from emollm import ops
+from emollm.profiling import nvtx_range
 
 EVENT_K = 3  # neighbours for the frame density; a frame clip is short, as are the later stages
 
@@ -75,7 +76,8 @@ def forward_video(projector, frames: Tensor, frame_mask: Tensor | None = None, m
             raise ValueError("every sample needs at least one real frame")
 
     means = frames.float().mean(2)  # [B,T,D]
-    events = [segment_events(means[i], counts[i], frames_per_event) for i in range(b)]
+    with nvtx_range("emollm.mvp.events"):
+        events = [segment_events(means[i], counts[i], frames_per_event) for i in range(b)]
 
     if mode == "expand":
         groups = [frames[i, ev].reshape(-1, d) for i in range(b) for ev in events[i]]
