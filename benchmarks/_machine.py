@@ -15,18 +15,9 @@ from pathlib import Path
 
 import torch
 
+from emollm._system import cpu_name
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def cpu_name() -> str:
-    """CPU model from /proc/cpuinfo (Linux), else what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown-cpu"
 
 
 def device_name(device: str = "cpu") -> str:

@@ -24,6 +24,7 @@ import torch
 
 import emollm
 from emollm import _extension, ops
+from emollm._system import cpu_name
 from emollm.ops import _backend
 
 STAGES = ((64, 5), (32, 3), (16, 3))  # (num_clusters, k) per stage, the paper's settings
@@ -33,21 +34,11 @@ DEMO_EXTRAS = ("matplotlib", "skimage", "PIL")  # what `pip install emollm[demo]
 _DEVICE_ONLY = {"cpu": "cpu", "triton": "cuda", "cuda": "cuda"}  # backends tied to one device type
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def cmd_env(args: argparse.Namespace) -> int:
     print(f"emollm   {emollm.__version__} ({Path(emollm.__file__).parent})")
     print(f"torch    {torch.__version__}")
     print(f"python   {platform.python_version()} ({sys.executable})")
-    print(f"CPU      {_cpu_name()}: {os.cpu_count()} logical cores, torch uses {torch.get_num_threads()} threads")
+    print(f"CPU      {cpu_name()}: {os.cpu_count()} logical cores, torch uses {torch.get_num_threads()} threads")
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
         print(f"CUDA     available (CUDA {torch.version.cuda}): {names}")

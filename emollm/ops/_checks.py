@@ -83,6 +83,15 @@ def at_most_tokens(value: int, n: int, name: str, what: str = "tokens") -> None:
         raise ValueError(f"{name}={value} exceeds the number of {what} ({n})")
 
 
+def cluster_sizes(num_clusters: int, k: int, n: int, include_self: bool) -> None:
+    """``num_clusters`` and ``k`` of a clustering over ``n`` tokens."""
+    positive_int(num_clusters, "num_clusters")
+    positive_int(k, "k")
+    at_most_tokens(num_clusters, n, "num_clusters")
+    at_most_tokens(k, n if include_self else n - 1, "k",
+                   "tokens" if include_self else "other tokens (include_self=False)")
+
+
 def _data_checks_on(t: Tensor) -> bool:
     return t.device.type == "cpu" or os.environ.get("EMOLLM_CHECKS") == "1"
 

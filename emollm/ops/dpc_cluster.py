@@ -54,11 +54,6 @@ def dpc_cluster(x: Tensor, num_clusters: int, k: int, *, mask: Tensor | None = N
     """
     xb, squeeze = _checks.as_batched(x)
     mask = _checks.as_batched_mask(mask, xb, squeeze)
-    _checks.positive_int(num_clusters, "num_clusters")
-    _checks.positive_int(k, "k")
-    n = xb.shape[1]
-    _checks.at_most_tokens(num_clusters, n, "num_clusters")
-    _checks.at_most_tokens(k, n if include_self else n - 1, "k",
-                           "tokens" if include_self else "other tokens (include_self=False)")
+    _checks.cluster_sizes(num_clusters, k, xb.shape[1], include_self)
     centers, assign = torch.ops.emollm.dpc_cluster(xb, num_clusters, k, mask, include_self)
     return (centers.squeeze(0), assign.squeeze(0)) if squeeze else (centers, assign)

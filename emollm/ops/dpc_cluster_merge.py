@@ -81,12 +81,7 @@ def dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, *, mask: Tensor | No
     xb, squeeze = _checks.as_batched(x)
     mask = _checks.as_batched_mask(mask, xb, squeeze)
     wb = _checks.as_batched_weight(weight, xb, squeeze)
-    _checks.positive_int(num_clusters, "num_clusters")
-    _checks.positive_int(k, "k")
-    n = xb.shape[1]
-    _checks.at_most_tokens(num_clusters, n, "num_clusters")
-    _checks.at_most_tokens(k, n if include_self else n - 1, "k",
-                           "tokens" if include_self else "other tokens (include_self=False)")
+    _checks.cluster_sizes(num_clusters, k, xb.shape[1], include_self)
     merged, centers, assign = torch.ops.emollm.dpc_cluster_merge(xb, num_clusters, k, mask, include_self, wb)
     out = (centers, assign, merged)
     return tuple(t.squeeze(0) for t in out) if squeeze else out
