@@ -75,7 +75,7 @@ class CMakeBuild(build_ext):
 
 setup(
     package_dir={"emollm": "emollm", "emollm.kernels": "kernels"},
-    packages=["emollm", "emollm.ops", "emollm.projector", "emollm.integrations", "emollm.kernels"],
+    packages=["emollm", "emollm.ops", "emollm.projector", "emollm.integrations", "emollm.model", "emollm.kernels"],
     ext_modules=[Extension("emollm._C", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
 )

@@ -18,6 +18,11 @@ at::Tensor cluster_merge(const at::Tensor& x, const at::Tensor& assign, int64_t 
   at::Tensor xc = x.contiguous();
   at::Tensor ac = assign.to(at::kLong).contiguous();
   at::Tensor out = at::empty({B, C, D}, x.options());
+  if (ac.numel() > 0) {  // the kernel indexes its accumulators with these ids
+    const int64_t lo = ac.min().item<int64_t>(), hi = ac.max().item<int64_t>();
+    TORCH_CHECK_VALUE(lo >= -1 && hi < C, "assign values must lie in [-1, ", C - 1, "], got values in [", lo, ", ",
+                      hi, "]");
+  }
   const int64_t slices = (D + kSlice - 1) / kSlice;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, xc.scalar_type(), "cluster_merge", [&] {
     using acc_t = at::opmath_type<scalar_t>;

@@ -56,9 +56,10 @@ inline T squared_norm(const T* r, int64_t dim) {
   return acc;
 }
 
-// xb: [N, D] contiguous in the compute type; valid: N bools or nullptr (all valid).
+// xb: [N, D] contiguous in the compute type; valid: N bools or nullptr (all valid); at least
+// min_valid of them must be valid (the Python API says so first, with the argument's name).
 template <typename T>
-Sample<T> make_sample(const at::Tensor& xb, const bool* valid) {
+Sample<T> make_sample(const at::Tensor& xb, const bool* valid, int64_t min_valid = 1) {
   Sample<T> s;
   const int64_t N = xb.size(0);
   s.dim = xb.size(1);
@@ -66,6 +67,8 @@ Sample<T> make_sample(const at::Tensor& xb, const bool* valid) {
   for (int64_t i = 0; i < N; ++i)
     if (valid == nullptr || valid[i]) s.orig.push_back(i);
   s.n = static_cast<int64_t>(s.orig.size());
+  TORCH_CHECK_VALUE(s.n >= min_valid, "a sample has ", s.n, " valid tokens, fewer than the ", min_valid,
+                    " this op needs (k or num_clusters)");
   s.tile = tile_rows(s.n);
   if (s.n == N) {
     s.x = xb;  // no copy when every token is valid
@@ -93,10 +96,65 @@ inline T squared_distance(const T* a, const T* b, int64_t dim) {
   return acc;
 }
 
+// The same in double precision, for decisions that must match a float64 reading of the contract.
+template <typename T>
+inline double squared_distance_f64(const T* a, const T* b, int64_t dim) {
+  double acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t d = 0; d < dim; ++d) acc += (double(a[d]) - double(b[d])) * (double(a[d]) - double(b[d]));
+  return acc;
+}
+
 template <typename T>
 T exact_sqdist(const Sample<T>& s, int64_t i, int64_t j) {
   return squared_distance(s.row(i), s.row(j), s.dim) / T(s.dim);
 }
+
+// Relative rounding bound of a Gram-formula squared distance ||a||^2 + ||b||^2 - 2 a.b (BLAS sums
+// of length D lose about log2(D) ulps), times the norms it is relative to.
+template <typename T>
+inline T gram_rounding(int64_t dim) {
+  return T(4) * (std::log2(T(dim)) + T(1)) * std::numeric_limits<T>::epsilon();
+}
+
+// The nearest of the candidates offered to token i, ties going to the lowest key: Gram distances
+// decide where they are clear of their rounding bound; within it (exact duplicates, for one) the
+// two candidates are recomputed from differences, then compared by key. Without this, two copies
+// of a token in different Gram tiles get different rounding and the higher index could win.
+template <typename T>
+struct Nearest {
+  const Sample<T>& s;
+  int64_t i;
+  T rel;
+  T best = std::numeric_limits<T>::infinity();  // Gram squared distance (scaled by 1/D)
+  T best_exact = -1;                            // exact one, computed on demand
+  int64_t j = -1, key = -1;
+
+  Nearest(const Sample<T>& s_, int64_t i_) : s(s_), i(i_), rel(gram_rounding<T>(s_.dim) / T(s_.dim)) {}
+
+  inline void offer(T d2, int64_t cand, int64_t cand_key) {
+    if (j < 0) {
+      take(d2, cand, cand_key, -1);
+      return;
+    }
+    const T tol = rel * (T(2) * s.sqnorm[i] + s.sqnorm[cand] + s.sqnorm[j]);
+    if (d2 < best - tol) {
+      take(d2, cand, cand_key, -1);
+    } else if (d2 <= best + tol) {
+      if (best_exact < 0) best_exact = exact_sqdist(s, i, j);
+      const T e = exact_sqdist(s, i, cand);
+      if (e < best_exact || (e == best_exact && cand_key < key)) take(d2, cand, cand_key, e);
+    }
+  }
+
+ private:
+  inline void take(T d2, int64_t cand, int64_t cand_key, T exact) {
+    best = d2;
+    j = cand;
+    key = cand_key;
+    best_exact = exact;
+  }
+};
 
 // Largest pairwise distance seen, and the pair it belongs to (-1 when none).
 template <typename T>

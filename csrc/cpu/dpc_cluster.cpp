@@ -31,41 +31,33 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   std::vector<float> rho(n);
   for (int64_t i = 0; i < n; ++i) rho[i] = lists.density(s, i);
 
-  // kNN-parent shortcut: if the nearest denser token among i's k nearest is strictly closer than
-  // the k-th nearest, no token outside the list can be closer or tie it, so it is i's parent.
+  // kNN-parent shortcut: if the nearest denser token among i's k nearest is closer than the k-th
+  // nearest by more than the rounding bound, no token outside the list can be closer or tie it,
+  // so it is i's parent.
   std::vector<float> delta(n);
   std::vector<int64_t> fallback;
+  const T rel = gram_rounding<T>(s.dim) / T(s.dim);
   for (int64_t i = 0; i < n; ++i) {
-    T best = std::numeric_limits<T>::infinity();
-    int64_t bj = -1;
+    Nearest<T> near(s, i);
     for (int64_t m = 0; m < k; ++m) {
       const int64_t j = lists.idx[i * k + m];
-      const T d = lists.dist[i * k + m];
       if (j < 0 || j == i || !denser(rho.data(), j, i)) continue;
-      if (d < best || (d == best && j < bj)) {
-        best = d;
-        bj = j;
-      }
+      near.offer(lists.dist[i * k + m], j, j);
     }
-    if (bj >= 0 && best < lists.worst[i]) {
-      delta[i] = static_cast<float>(std::sqrt(exact_sqdist(s, i, bj)));
+    const int64_t kth = lists.idx[i * k + k - 1];
+    const T margin = kth >= 0 && near.j >= 0 ? rel * (T(2) * s.sqnorm[i] + s.sqnorm[kth] + s.sqnorm[near.j]) : T(0);
+    if (near.j >= 0 && near.best < lists.worst[i] - margin) {
+      delta[i] = static_cast<float>(std::sqrt(exact_sqdist(s, i, near.j)));
     } else {
       fallback.push_back(i);
     }
   }
   if (!fallback.empty() && G != nullptr) {
     for (int64_t i : fallback) {
-      T best = std::numeric_limits<T>::infinity();
-      int64_t bj = -1;
-      for (int64_t j = 0; j < n; ++j) {
-        if (j == i || !denser(rho.data(), j, i)) continue;
-        const T d2 = scaled_sqdist(s.sqnorm[i], s.sqnorm[j], dot(i, j), inv_dim);
-        if (d2 < best) {
-          best = d2;
-          bj = j;
-        }
-      }
-      delta[i] = static_cast<float>(std::sqrt(bj < 0 ? lists.max.exact(s) : exact_sqdist(s, i, bj)));
+      Nearest<T> near(s, i);
+      for (int64_t j = 0; j < n; ++j)
+        if (j != i && denser(rho.data(), j, i)) near.offer(scaled_sqdist(s.sqnorm[i], s.sqnorm[j], dot(i, j), inv_dim), j, j);
+      delta[i] = static_cast<float>(std::sqrt(near.j < 0 ? lists.max.exact(s) : exact_sqdist(s, i, near.j)));
     }
   } else if (!fallback.empty()) {
     std::vector<int64_t> bj;
@@ -91,16 +83,10 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   // Assignment: nearest center (lowest id on ties), from the kept Gram matrix or through
   // [tile, C] Gram blocks.
   auto nearest_center = [&](int64_t i, auto&& dot_ic) {
-    T best = std::numeric_limits<T>::infinity();
-    int64_t id = 0;
-    for (int64_t c = 0; c < C; ++c) {
-      const T d2 = scaled_sqdist(s.sqnorm[i], s.sqnorm[order[c]], dot_ic(c), T(1));
-      if (d2 < best) {
-        best = d2;
-        id = c;
-      }
-    }
-    return id;
+    Nearest<T> near(s, i);
+    for (int64_t c = 0; c < C; ++c)
+      near.offer(scaled_sqdist(s.sqnorm[i], s.sqnorm[order[c]], dot_ic(c), inv_dim), order[c], c);  // ties: lowest id
+    return near.key;
   };
   if (G != nullptr) {
     for (int64_t i = 0; i < n; ++i) assign_out[s.orig[i]] = nearest_center(i, [&](int64_t c) { return dot(i, order[c]); });
@@ -155,7 +141,7 @@ void cluster_batch(const at::Tensor& xc, const at::Tensor& mc, int64_t C, int64_
   const int64_t B = xc.size(0), N = xc.size(1), D = xc.size(2);
   for_each_sample(B, [&](int64_t b, bool parallel) {
     const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
-    Sample<T> s = make_sample<T>(xc[b], valid);
+    Sample<T> s = make_sample<T>(xc[b], valid, std::max(C, include_self ? k : k + 1));
     cluster_sample(s, C, k, include_self, parallel, centers + b * C, assign + b * N);
     if (merged != nullptr)
       merge_sample(s, assign + b * N, C, weight ? weight + b * N : nullptr, parallel, merged + b * C * D);

@@ -10,8 +10,9 @@ template <typename T>
 void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector<int64_t>& rows,
                          std::vector<int64_t>& best_j, MaxPair<T>* max, bool parallel) {
   const int64_t nr = static_cast<int64_t>(rows.size());
-  std::vector<T> best_d2(nr, std::numeric_limits<T>::infinity());
-  best_j.assign(nr, -1);
+  std::vector<Nearest<T>> near;
+  near.reserve(nr);
+  for (int64_t r = 0; r < nr; ++r) near.emplace_back(s, rows[r]);
   const int64_t chunks = (nr + s.tile - 1) / s.tile;
   const int64_t nthreads = threads_for(parallel);
   std::vector<MaxPair<T>> maxes(nthreads);
@@ -38,21 +39,14 @@ void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector
         for (int64_t a = 0; a < nrc; ++a) {
           const int64_t r = r0 + a, i = rows[r];
           const T ni_sq = s.sqnorm[i];
-          T bd = best_d2[r];
-          int64_t bj = best_j[r];
+          Nearest<T>& nr_i = near[r];
           for (int64_t b = 0; b < nj; ++b) {
             const int64_t j = j0 + b;
             if (j == i) continue;
             const T d2 = scaled_sqdist(ni_sq, s.sqnorm[j], G[a * nj + b], inv_dim);
             if (max != nullptr) local_max.offer(d2, i, j);
-            // Columns arrive in increasing j, so a strict < keeps the lowest j on ties.
-            if (d2 < bd && denser(rho, j, i)) {
-              bd = d2;
-              bj = j;
-            }
+            if (denser(rho, j, i)) nr_i.offer(d2, j, j);  // ties: the lowest j
           }
-          best_d2[r] = bd;
-          best_j[r] = bj;
         }
       }
       maxes[tid] = local_max;
@@ -60,6 +54,8 @@ void nearest_denser_scan(const Sample<T>& s, const float* rho, const std::vector
   });
   if (max != nullptr)
     for (const auto& m : maxes) max->absorb(m);
+  best_j.resize(nr);
+  for (int64_t r = 0; r < nr; ++r) best_j[r] = near[r].j;
 }
 
 template void nearest_denser_scan(const Sample<float>&, const float*, const std::vector<int64_t>&,

@@ -19,7 +19,6 @@ std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau
   float* dp = dinv.data_ptr<float>();
   AT_DISPATCH_FLOATING_TYPES(zc.scalar_type(), "gcn_adjacency", [&] {
     using T = scalar_t;
-    const T tau_t = static_cast<T>(tau);
     at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
       at::Tensor buf = at::empty({C * C}, zc.options());
       std::vector<T> dist(C * C);
@@ -31,12 +30,12 @@ std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau
         std::vector<T> sq(C);
         for (int64_t i = 0; i < C; ++i) {
           sq[i] = squared_norm(zp + i * F, F);
-          TORCH_CHECK_VALUE(std::isfinite(sq[i]), "z contains NaN or Inf (or values whose squares overflow)");
+          TORCH_CHECK_VALUE(!(valid == nullptr || valid[i]) || std::isfinite(sq[i]),
+                            "z contains NaN or Inf (or values whose squares overflow)");
         }
         at::Tensor g = gram_tile(buf, zb, 0, C, zb, 0, C);
         const T* G = g.data_ptr<T>();
         auto is_valid = [&](int64_t i) { return valid == nullptr || valid[i]; };
-        auto exact_d2 = [&](int64_t i, int64_t j) { return squared_distance(zp + i * F, zp + j * F, F); };
         // Gram distances (BLAS) decide every pair that is clear of the threshold; a pair within
         // the Gram formula's rounding bound of it (duplicates included: their distance is 0) is
         // recomputed from differences, so no edge depends on cancellation error.
@@ -52,9 +51,11 @@ std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau
               mj = j;
             }
           }
-        const T dmax2 = mi >= 0 ? exact_d2(mi, mj) : T(0);  // the normalizer, exactly
-        const T thr2 = tau_t * tau_t * dmax2;
-        const T rel = T(4) * (std::log2(T(F)) + T(1)) * std::numeric_limits<T>::epsilon();
+        // The normalizer exactly (float64), and the threshold on squared distances for the Gram
+        // screening; decisions near it are taken as the contract reads: d / max d <= tau.
+        const double dmax = mi >= 0 ? std::sqrt(squared_distance_f64(zp + mi * F, zp + mj * F, F)) : 0.0;
+        const T thr2 = static_cast<T>(tau * tau * dmax * dmax);
+        const T rel = gram_rounding<T>(F);
         uint64_t* rowbits = bp + b * C * W;
         auto link = [&](int64_t i, int64_t j) { rowbits[i * W + j / 64] |= uint64_t(1) << (j % 64); };
         for (int64_t i = 0; i < C; ++i) {
@@ -62,9 +63,16 @@ std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau
           link(i, i);
           for (int64_t j = i + 1; j < C; ++j) {
             if (!is_valid(j)) continue;
-            T d2 = dist[i * C + j];
-            if (std::abs(d2 - thr2) <= rel * (sq[i] + sq[j])) d2 = exact_d2(i, j);
-            if (dmax2 == T(0) || d2 <= thr2) {  // all-equal nodes: every normalized distance is 0
+            const T d2 = dist[i * C + j];
+            bool edge;
+            if (dmax == 0.0) {
+              edge = true;  // all-equal nodes: every normalized distance is 0
+            } else if (std::abs(d2 - thr2) <= rel * (sq[i] + sq[j]) + std::numeric_limits<T>::min()) {
+              edge = std::sqrt(squared_distance_f64(zp + i * F, zp + j * F, F)) / dmax <= tau;
+            } else {
+              edge = d2 <= thr2;
+            }
+            if (edge) {
               link(i, j);
               link(j, i);
             }
@@ -100,7 +108,9 @@ at::Tensor gcn_propagate(const at::Tensor& bits, const at::Tensor& dinv, const a
         const int64_t b = row / C;
         std::fill(acc.begin(), acc.end(), acc_t(0));
         for (int64_t w = 0; w < W; ++w) {
-          for (uint64_t word = bp[row * W + w]; word != 0; word &= word - 1) {
+          uint64_t word = bp[row * W + w];
+          if (w == W - 1 && C % 64 != 0) word &= (uint64_t(1) << (C % 64)) - 1;  // no node past C
+          for (; word != 0; word &= word - 1) {
             const int64_t j = w * 64 + __builtin_ctzll(word);
             const acc_t s = static_cast<acc_t>(dp[b * C + j]);
             const scalar_t* hj = hp + (b * C + j) * F;

@@ -78,7 +78,7 @@ at::Tensor knn_density(const at::Tensor& x, int64_t k, const std::optional<at::T
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "knn_density", [&] {
     for_each_sample(B, [&](int64_t b, bool parallel) {
       const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
-      Sample<scalar_t> s = make_sample<scalar_t>(xc[b], valid);
+      Sample<scalar_t> s = make_sample<scalar_t>(xc[b], valid, include_self ? k : k + 1);
       KnnLists<scalar_t> lists = knn_scan(s, k, include_self, parallel, at::Tensor());
       for (int64_t i = 0; i < s.n; ++i) out[b * N + s.orig[i]] = lists.density(s, i);
     });

@@ -96,11 +96,24 @@ def _data_checks_on(t: Tensor) -> bool:
     return t.device.type == "cpu" or os.environ.get("EMOLLM_CHECKS") == "1"
 
 
-def check_finite(x: Tensor, name: str) -> None:
-    """Raises if ``x`` holds NaN or Inf. One reduction: a NaN or Inf makes the sum non-finite;
-    only then (or on overflow of the sum) is the exact elementwise test run."""
-    if _data_checks_on(x) and not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+def check_finite(x: Tensor, name: str, mask: Tensor | None = None) -> None:
+    """Raises if ``x`` holds NaN or Inf in a real token (``mask`` [B,N]: padded tokens may hold
+    anything, they never count). One reduction: a NaN or Inf makes the sum non-finite; only then
+    (or on overflow of the sum) is the exact elementwise test run."""
+    if not _data_checks_on(x):
+        return
+    if mask is not None:
+        x = x[mask]
+    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf")
+
+
+def check_merged_finite(out: Tensor) -> None:
+    """A merged mean is non-finite exactly when a token it merges is (or its sum overflows):
+    checking the [B,C,D] output covers every member token at a fraction of the cost."""
+    if _data_checks_on(out) and not bool(torch.isfinite(out).all()):
+        raise ValueError("x contains NaN or Inf in a token that is merged into a cluster (or a cluster's "
+                         "weighted sum overflows)")
 
 
 def check_valid_count(mask: Tensor | None, value: int, need: int, name: str) -> None:

@@ -17,7 +17,9 @@ def _cluster_merge(x: Tensor, assign: Tensor, num_clusters: int, weight: Tensor 
         _checks.check_weight(weight)
     name, impl = _backend.resolve("cluster_merge", x.device)
     with nvtx_range(f"emollm.cluster_merge:{name}"):
-        return impl(x, assign, num_clusters, weight)
+        out = impl(x, assign, num_clusters, weight)
+    _checks.check_merged_finite(out)
+    return out
 
 
 @_cluster_merge.register_fake
@@ -52,7 +54,7 @@ def merge_backward(x: Tensor, assign: Tensor, weight: Tensor | None, out: Tensor
         grad_x = (g_i * (w * inv_i)[..., None]).to(x.dtype)
     if weight is not None and need_weight:
         out_i = out.to(acc).gather(1, idx)
-        grad_w = (((x.to(acc) - out_i) * g_i).sum(-1) * inv_i).to(weight.dtype)
+        grad_w = torch.where(member, ((x.to(acc) - out_i) * g_i).sum(-1) * inv_i, 0).to(weight.dtype)
     return grad_x, grad_w
 
 

@@ -17,7 +17,7 @@ def _dpc_cluster(x: Tensor, num_clusters: int, k: int, mask: Tensor | None,
     _checks.check_valid_count(mask, num_clusters, num_clusters, "num_clusters")
     name, impl = _backend.resolve("dpc_cluster", x.device)
     if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(x, "x")
+        _checks.check_finite(x, "x", mask)
     with nvtx_range(f"emollm.dpc_cluster:{name}"):
         return impl(x, num_clusters, k, mask, include_self)
 

@@ -26,7 +26,7 @@ def _dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, mask: Tensor | None
         _checks.check_weight(weight)
     name, impl = _backend.resolve("dpc_cluster_merge", x.device)
     if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(x, "x")
+        _checks.check_finite(x, "x", mask)
     with nvtx_range(f"emollm.dpc_cluster_merge:{name}"):
         centers, assign, merged = impl(x, num_clusters, k, mask, include_self, weight)
     return merged, centers, assign

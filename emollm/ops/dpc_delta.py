@@ -12,10 +12,10 @@ from emollm.profiling import nvtx_range
 
 @torch.library.custom_op("emollm::dpc_delta", mutates_args=())
 def _dpc_delta(x: Tensor, rho: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    _checks.check_finite(rho, "rho")
+    _checks.check_finite(rho, "rho", mask)
     name, impl = _backend.resolve("dpc_delta", x.device)
     if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(x, "x")
+        _checks.check_finite(x, "x", mask)
     with nvtx_range(f"emollm.dpc_delta:{name}"):
         return impl(x, rho, mask)
 
@@ -41,7 +41,9 @@ def dpc_delta(x: Tensor, rho: Tensor, *, mask: Tensor | None = None) -> tuple[Te
 
     Args:
         x: ``[B,N,D]`` or ``[N,D]`` tokens.
-        rho: ``[B,N]`` (or ``[N]``) densities, e.g. from :func:`knn_density`.
+        rho: ``[B,N]`` (or ``[N]``) densities, e.g. from :func:`knn_density`; compared in
+            float32, the dtype knn_density returns (a float64 rho is rounded first, so densities
+            that differ only below float32 resolution tie, and the lower index is denser).
         mask: optional ``[B,N]`` bool, True = real token.
 
     Returns:

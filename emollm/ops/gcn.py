@@ -40,7 +40,7 @@ class GCNGraph(NamedTuple):
 def _gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     name, impl = _backend.resolve("gcn_adjacency", z.device)
     if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(z, "z")
+        _checks.check_finite(z, "z", mask)
     with nvtx_range(f"emollm.gcn_adjacency:{name}"):
         return impl(z, tau, mask)
 

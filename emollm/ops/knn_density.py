@@ -15,7 +15,7 @@ def _knn_density(x: Tensor, k: int, mask: Tensor | None, include_self: bool) -> 
     _checks.check_valid_count(mask, k, k if include_self else k + 1, "k")
     name, impl = _backend.resolve("knn_density", x.device)
     if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(x, "x")
+        _checks.check_finite(x, "x", mask)
     with nvtx_range(f"emollm.knn_density:{name}"):
         return impl(x, k, mask, include_self)
 

@@ -88,6 +88,7 @@ def cluster_merge(x: Tensor, assign: Tensor, num_clusters: int, weight: Tensor |
     b, _, dim = x.shape
     xa = _acc(x)
     member = assign >= 0
+    xa = torch.where(member[..., None], xa, 0)  # an ignored token never reaches a sum, NaN or not
     w = torch.ones(assign.shape, dtype=xa.dtype, device=x.device) if weight is None else weight.to(xa.dtype)
     w = w * member
     slot = assign.clamp_min(0)
@@ -116,8 +117,8 @@ def unpack_bits(bits: Tensor, num_nodes: int) -> Tensor:
 
 
 def _exact_sqdist(z: Tensor, b: Tensor, i: Tensor, j: Tensor) -> Tensor:
-    """``||z[b,i] - z[b,j]||²`` from differences, for a few index triples."""
-    diff = _acc(z[b, i]) - _acc(z[b, j])
+    """``||z[b,i] - z[b,j]||²`` in float64 from differences, for a few index triples."""
+    diff = z[b, i].double() - z[b, j].double()
     return (diff * diff).sum(-1)
 
 
@@ -127,22 +128,23 @@ def gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, T
     bsz, c, f = z.shape
     zf = _acc(z)
     sq = (zf * zf).sum(-1)
-    d2 = pairwise_sqdist(z) * f  # unscaled squared distances, from the Gram matrix
+    d2 = (pairwise_sqdist(z) * f).double()  # unscaled squared distances, from the Gram matrix
     pair_valid = valid[:, :, None] & valid[:, None, :]
     # The normalizer exactly: the farthest valid pair, recomputed from differences.
     far = d2.masked_fill(~pair_valid, -1).flatten(1).argmax(1)
     rows = torch.arange(bsz, device=z.device)
-    d2_max = _exact_sqdist(z, rows, far // c, far % c)
-    d2_max = torch.where(pair_valid.flatten(1).any(1), d2_max, 0)
-    threshold = tau * tau * d2_max[:, None, None]
+    d_max = _exact_sqdist(z, rows, far // c, far % c).sqrt()
+    d_max = torch.where(pair_valid.flatten(1).any(1), d_max, 0)[:, None, None]
     # Pairs within the Gram formula's rounding bound of the threshold (exact duplicates among
     # them, whose distance is 0) are recomputed from differences: no edge hangs on cancellation.
     rel = 4 * (math.log2(f) + 1) * torch.finfo(zf.dtype).eps
-    unsure = ((d2 - threshold).abs() <= rel * (sq[:, :, None] + sq[:, None, :])).nonzero(as_tuple=True)
+    bound = (rel * (sq[:, :, None] + sq[:, None, :])).double() + torch.finfo(zf.dtype).tiny
+    unsure = ((d2 - tau * tau * d_max * d_max).abs() <= bound).nonzero(as_tuple=True)
     d2 = d2.index_put(unsure, _exact_sqdist(z, *unsure))
+    # d / max d <= tau; all-equal nodes (max 0) have every normalized distance 0.
+    d_norm = torch.where(d_max > 0, d2.sqrt() / d_max.clamp_min(1e-300), 0)
     eye = torch.eye(c, dtype=torch.bool, device=z.device)
-    # d / max d <= tau, squared; all-equal nodes (max 0) have every normalized distance 0.
-    a_hat = ((d2 <= threshold) | (d2_max == 0)[:, None, None] | eye) & pair_valid
+    a_hat = ((d_norm <= tau) | eye) & pair_valid
     deg = a_hat.sum(-1).float()
     dinv = torch.where(deg > 0, deg.clamp_min(1).rsqrt(), 0)
     return pack_bits(a_hat), dinv

@@ -28,7 +28,8 @@ class MVPProjector(nn.Module):
 
     A drop-in projector: ``forward(x [B,N,in_dim], mask=None) -> [B,112,out_dim]``. Clustering
     runs through :mod:`emollm.ops` (any backend); gradients reach every parameter and, through the
-    merges, the input tokens. Computes in the parameters' dtype and returns the input's dtype.
+    merges, the input tokens. Clustering and merging run on x in x's dtype (accumulating in
+    float32); the content and relation layers run in the parameters' dtype; the output has x's.
     """
 
     def __init__(self, in_dim: int, out_dim: int, stages: Sequence[tuple[int, int]] = ((64, 5), (32, 3), (16, 3)),

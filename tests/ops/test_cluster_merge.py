@@ -94,3 +94,18 @@ def test_opcheck(backend):
     assign = _assign(2, 12, 3)
     torch.library.opcheck(torch.ops.emollm.cluster_merge.default, (x, assign, 3, None))
     torch.library.opcheck(torch.ops.emollm.cluster_merge.default, (x.requires_grad_(), assign, 3, torch.rand(2, 12)))
+
+
+def test_ignored_and_padded_tokens_may_hold_nan(backend):
+    x = tokens(1, 4, 3).requires_grad_(False)
+    x[0, 3] = float("nan")
+    assign = torch.tensor([[0, 0, 1, -1]])
+    w = torch.rand(1, 4, requires_grad=True)
+    xg = x.clone().requires_grad_()
+    out = ops.cluster_merge(xg, assign, 2, weight=w)
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    assert torch.isfinite(xg.grad).all() and torch.isfinite(w.grad).all()
+    # A NaN inside a cluster is bad input.
+    with pytest.raises(ValueError, match="NaN or Inf in a token that is merged"):
+        ops.cluster_merge(x, torch.tensor([[0, 0, 1, 1]]), 2)

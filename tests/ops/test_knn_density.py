@@ -89,3 +89,13 @@ def test_opcheck(backend):
     mask = random_mask(2, 12, 9)
     for args in [(x, 3, None, True), (x, 2, mask, False)]:
         torch.library.opcheck(torch.ops.emollm.knn_density.default, args)
+
+
+def test_padded_tokens_may_hold_nan(backend):
+    x = tokens(2, 12, 4)
+    mask = random_mask(2, 12, 8)
+    bad = x.masked_fill(~mask[..., None], float("nan"))
+    assert torch.equal(ops.knn_density(bad, 3, mask=mask), ops.knn_density(x, 3, mask=mask))
+    _, assign = ops.dpc_cluster(bad, 3, 3, mask=mask)
+    assert torch.equal(assign, ops.dpc_cluster(x, 3, 3, mask=mask)[1])
+    assert torch.equal(ops.gcn_adjacency(bad, 0.5, mask=mask).bits, ops.gcn_adjacency(x, 0.5, mask=mask).bits)

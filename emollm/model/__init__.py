@@ -1,0 +1,47 @@
+"""EmoLLM as a ``transformers`` model (DESIGN.md §6).
+
+Importing this package registers ``EmoLLMConfig`` (model type ``"emollm"``), the models and the
+processor with the Auto classes, so ``AutoConfig`` / ``AutoModel`` /
+``AutoModelForImageTextToText`` / ``AutoModelForCausalLM`` / ``AutoProcessor``
+``.from_pretrained(dir)`` load a saved EmoLLM without ``trust_remote_code``.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForImageTextToText,
+    AutoProcessor,
+)
+
+from emollm.model.configuration_emollm import EmoLLMConfig
+from emollm.model.modeling_emollm import (
+    EmoLLMCausalLMOutput,
+    EmoLLMForConditionalGeneration,
+    EmoLLMModel,
+    EmoLLMPreTrainedModel,
+)
+from emollm.model.named import NAMES, default_attn_implementation, from_named
+from emollm.model.processing_emollm import EmoLLMProcessor
+from emollm.model.tokenizer import VICUNA_V1_TEMPLATE, build_tiny_tokenizer
+
+# exist_ok: a second import (e.g. after importlib.reload) must not fail.
+AutoConfig.register(EmoLLMConfig.model_type, EmoLLMConfig, exist_ok=True)
+AutoModel.register(EmoLLMConfig, EmoLLMModel, exist_ok=True)
+AutoModelForImageTextToText.register(EmoLLMConfig, EmoLLMForConditionalGeneration, exist_ok=True)
+AutoModelForCausalLM.register(EmoLLMConfig, EmoLLMForConditionalGeneration, exist_ok=True)
+AutoProcessor.register(EmoLLMConfig, EmoLLMProcessor, exist_ok=True)
+
+__all__ = [
+    "NAMES",
+    "VICUNA_V1_TEMPLATE",
+    "EmoLLMCausalLMOutput",
+    "EmoLLMConfig",
+    "EmoLLMForConditionalGeneration",
+    "EmoLLMModel",
+    "EmoLLMPreTrainedModel",
+    "EmoLLMProcessor",
+    "build_tiny_tokenizer",
+    "default_attn_implementation",
+    "from_named",
+]

@@ -1,0 +1,99 @@
+"""EmoLLM configuration (DESIGN.md §6): CLIP vision tower, MVP, Whisper encoder, LLaMA LM."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar, Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPVisionConfig, LlamaConfig, PretrainedConfig, WhisperConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from emollm.projector import MVPProjector
+
+__all__ = ["EmoLLMConfig", "mvp_defaults"]
+
+
+def mvp_defaults() -> dict[str, Any]:
+    """``MVPProjector``'s keyword defaults (everything but in/out dims), stages as JSON-friendly lists."""
+    out = {name: p.default for name, p in inspect.signature(MVPProjector.__init__).parameters.items()
+           if p.default is not inspect.Parameter.empty}
+    out["stages"] = [[int(c), int(k)] for c, k in out["stages"]]
+    return out
+
+
+@strict
+class EmoLLMConfig(PretrainedConfig):
+    r"""EmoLLM: ``vision_config`` (``CLIPVisionConfig``; default CLIP ViT-L/14 at 224 px, paper §5),
+    ``audio_config`` (``WhisperConfig``, only the encoder is built; default whisper-base),
+    ``text_config`` (``LlamaConfig``; default LLaMA-7B dims, i.e. Vicuna-7B v1.5).
+
+    Other fields:
+        mvp: ``MVPProjector`` kwargs (``stages``, ``tau``, ``alpha``, ``gcn_layers``, ``combine``);
+            missing keys take the projector's defaults, so the saved config is complete.
+        vision_feature_layer: hidden state of the vision tower fed to the MVP (CLS dropped).
+        image_token_id / video_token_id / audio_token_id: placeholder ids in ``input_ids``.
+        audio_pool_stride: average-pool window and stride over Whisper encoder positions; an
+            audio of P encoder positions gives ``P // audio_pool_stride`` LLM tokens.
+        frames_per_event: a video of T frames gives ``ceil(T / frames_per_event)`` events of
+            ``num_tokens`` tokens each.
+        video_mode: ``"expand"`` (paper) or ``"hierarchical"``, see ``MVPProjector.forward_video``.
+        freeze_vision / freeze_audio: keep the encoders' weights fixed (``requires_grad=False``).
+    """
+
+    model_type = "emollm"
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "vision_config": SubConfigSpec(
+            config_class=CLIPVisionConfig,
+            init_kwargs={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                         "num_attention_heads": 16, "patch_size": 14, "image_size": 224, "projection_dim": 768},
+        ),
+        "audio_config": SubConfigSpec(
+            config_class=WhisperConfig,
+            init_kwargs={"d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8, "encoder_ffn_dim": 2048,
+                         "decoder_layers": 6, "decoder_attention_heads": 8, "decoder_ffn_dim": 2048,
+                         "num_mel_bins": 80, "max_source_positions": 1500},
+        ),
+        "text_config": SubConfigSpec(config_class=LlamaConfig),
+    }
+
+    vision_config: dict | PretrainedConfig | None = None
+    audio_config: dict | PretrainedConfig | None = None
+    text_config: dict | PretrainedConfig | None = None
+    mvp: dict | None = None
+    vision_feature_layer: int = -2
+    image_token_id: int = 32000
+    video_token_id: int = 32001
+    audio_token_id: int = 32002
+    # 1500 whisper positions (30 s) // 10 = 150 tokens per audio; the paper does not give the pooling.
+    audio_pool_stride: int = 10
+    frames_per_event: int = 16
+    video_mode: Literal["expand", "hierarchical"] = "expand"
+    freeze_vision: bool = True
+    freeze_audio: bool = True
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        mvp = {**mvp_defaults(), **(self.mvp or {})}
+        mvp["stages"] = [[int(c), int(k)] for c, k in mvp["stages"]]
+        unknown = set(mvp) - set(mvp_defaults())
+        if unknown:
+            raise ValueError(f"mvp got unknown MVPProjector settings {sorted(unknown)}")
+        self.mvp = mvp
+        if self.audio_pool_stride < 1 or self.frames_per_event < 1:
+            raise ValueError(f"audio_pool_stride and frames_per_event must be >= 1, got "
+                             f"{self.audio_pool_stride} and {self.frames_per_event}")
+        if not self.tie_word_embeddings and getattr(self.text_config, "tie_word_embeddings", False):
+            self.tie_word_embeddings = True
+
+    @property
+    def num_image_tokens(self) -> int:
+        """LLM tokens per image (and per video event): ``sum(C_s)``, doubled for ``combine="concat"``."""
+        n = sum(c for c, _ in self.mvp["stages"])
+        return 2 * n if self.mvp["combine"] == "concat" else n
+
+    @property
+    def num_audio_tokens(self) -> int:
+        """LLM tokens per audio: Whisper encoder positions // ``audio_pool_stride``."""
+        return self.audio_config.max_source_positions // self.audio_pool_stride

@@ -1,0 +1,126 @@
+"""EmoLLM processor: text with ``<image>``/``<video>``/``<audio>`` placeholders + media -> model inputs.
+
+Each placeholder expands to exactly as many placeholder ids as the model produces embeddings for
+that item (the model checks the counts and raises on a mismatch):
+
+- ``<image>``: ``num_image_tokens`` (the MVP's ``num_tokens``, 112 by default);
+- ``<video>`` of T frames: ``ceil(T / frames_per_event) * num_image_tokens``;
+- ``<audio>``: Whisper encoder positions // ``audio_pool_stride``, where the encoder has half as
+  many positions as the (fixed-length, padded or truncated) mel frames.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from transformers import BatchFeature, ProcessorMixin
+
+__all__ = ["EmoLLMProcessor"]
+
+
+def _as_list(items) -> list:
+    if items is None:
+        return []
+    if isinstance(items, (list, tuple)):
+        return list(items)
+    return [items]
+
+
+class EmoLLMProcessor(ProcessorMixin):
+    """Tokenizer + ``CLIPImageProcessor`` (images and video frames) + ``WhisperFeatureExtractor``.
+
+    ``processor(text, images=None, videos=None, audio=None, padding=True, return_tensors="pt")``:
+    ``text`` a string or a list (one per sample); ``images`` the images of all ``<image>``
+    placeholders in order (PIL / HWC arrays / CHW tensors); ``videos`` one frame sequence per
+    ``<video>`` (a list of frames, a ``[T,H,W,C]`` array or a ``[T,C,H,W]`` tensor; T may differ);
+    ``audio`` one 1-D waveform per ``<audio>`` at ``sampling_rate`` (default: the extractor's).
+
+    Returns a ``BatchFeature`` with ``input_ids`` and ``attention_mask`` ``[B,L]``, and as given
+    ``pixel_values`` ``[I,3,H,W]``, ``pixel_values_videos`` ``[V,T_max,3,H,W]`` with
+    ``video_frame_mask`` ``[V,T_max]`` bool (True = real frame), ``input_features``
+    ``[A,n_mels,frames]``.
+    """
+
+    def __init__(self, image_processor=None, feature_extractor=None, tokenizer=None, chat_template=None,
+                 num_image_tokens: int = 112, frames_per_event: int = 16, audio_pool_stride: int = 10,
+                 image_token: str = "<image>", video_token: str = "<video>", audio_token: str = "<audio>"):
+        self.num_image_tokens = num_image_tokens
+        self.frames_per_event = frames_per_event
+        self.audio_pool_stride = audio_pool_stride
+        self.image_token, self.video_token, self.audio_token = image_token, video_token, audio_token
+        if chat_template is None and tokenizer is not None:
+            chat_template = getattr(tokenizer, "chat_template", None)
+        super().__init__(image_processor, feature_extractor, tokenizer, chat_template=chat_template)
+        self.image_token_id = tokenizer.convert_tokens_to_ids(image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(video_token)
+        self.audio_token_id = tokenizer.convert_tokens_to_ids(audio_token)
+
+    # ---- token counts (the model's, see EmoLLMConfig.num_image_tokens / num_audio_tokens) ----
+    def num_video_tokens(self, num_frames: int) -> int:
+        return math.ceil(num_frames / self.frames_per_event) * self.num_image_tokens
+
+    @property
+    def num_audio_tokens(self) -> int:
+        # Whisper's conv2 has stride 2: nb_max_frames mel frames -> nb_max_frames // 2 positions.
+        return (self.feature_extractor.nb_max_frames // 2) // self.audio_pool_stride
+
+    # ---- media ----
+    def _videos(self, videos: Sequence) -> dict[str, torch.Tensor]:
+        clips = [self.image_processor(list(v), return_tensors="pt")["pixel_values"] for v in videos]
+        longest = max(c.shape[0] for c in clips)
+        out = clips[0].new_zeros(len(clips), longest, *clips[0].shape[1:])
+        mask = torch.zeros(len(clips), longest, dtype=torch.bool)
+        for i, c in enumerate(clips):
+            out[i, : c.shape[0]] = c
+            mask[i, : c.shape[0]] = True
+        return {"pixel_values_videos": out, "video_frame_mask": mask}
+
+    def __call__(self, text=None, images=None, videos=None, audio=None, sampling_rate: int | None = None,
+                 padding: bool | str = True, truncation: bool = False, max_length: int | None = None,
+                 padding_side: str | None = None, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+        if text is None:
+            raise ValueError("EmoLLMProcessor needs text (with <image>/<video>/<audio> placeholders)")
+        texts = [text] if isinstance(text, str) else list(text)
+        images, videos, audios = _as_list(images), _as_list(videos), _as_list(audio)
+        if images and isinstance(images[0], (list, tuple)):  # one list of images per sample
+            images = [im for sample in images for im in sample]
+        for token, items, name in ((self.image_token, images, "images"), (self.video_token, videos, "videos"),
+                                   (self.audio_token, audios, "audios")):
+            found = sum(t.count(token) for t in texts)
+            if found != len(items):
+                raise ValueError(f"the text holds {found} {token} placeholders but {len(items)} {name} were given")
+
+        data: dict[str, torch.Tensor] = {}
+        if images:
+            data["pixel_values"] = self.image_processor(images, return_tensors="pt")["pixel_values"]
+        video_tokens = []
+        if videos:
+            data.update(self._videos(videos))
+            video_tokens = data["video_frame_mask"].sum(1).tolist()
+        if audios:
+            rate = sampling_rate or self.feature_extractor.sampling_rate
+            audios = [np.asarray(a, dtype=np.float32) for a in audios]
+            data["input_features"] = self.feature_extractor(audios, sampling_rate=rate,
+                                                            return_tensors="pt")["input_features"]
+
+        expanded, video_index = [], iter(video_tokens)
+        for t in texts:
+            t = t.replace(self.image_token, self.image_token * self.num_image_tokens)
+            t = t.replace(self.audio_token, self.audio_token * self.num_audio_tokens)
+            parts = t.split(self.video_token)
+            t = parts[0] + "".join(self.video_token * self.num_video_tokens(next(video_index)) + p for p in parts[1:])
+            expanded.append(t)
+        tok_kwargs = {"padding": padding, "truncation": truncation, "max_length": max_length, **kwargs}
+        if padding_side is not None:
+            tok_kwargs["padding_side"] = padding_side
+        encoded = self.tokenizer(expanded, return_tensors="pt", **tok_kwargs)
+        data.update(encoded)
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    @property
+    def model_input_names(self) -> list[str]:
+        return ["input_ids", "attention_mask", "pixel_values", "pixel_values_videos", "video_frame_mask",
+                "input_features"]
