@@ -15,6 +15,7 @@ from transformers import (
 )
 
 from emollm.model.configuration_emollm import EmoLLMConfig
+from emollm.model.lora import LM_PROJECTIONS, apply_lora
 from emollm.model.modeling_emollm import (
     EmoLLMCausalLMOutput,
     EmoLLMForConditionalGeneration,
@@ -33,6 +34,7 @@ AutoModelForCausalLM.register(EmoLLMConfig, EmoLLMForConditionalGeneration, exis
 AutoProcessor.register(EmoLLMConfig, EmoLLMProcessor, exist_ok=True)
 
 __all__ = [
+    "LM_PROJECTIONS",
     "NAMES",
     "VICUNA_V1_TEMPLATE",
     "EmoLLMCausalLMOutput",
@@ -41,6 +43,7 @@ __all__ = [
     "EmoLLMModel",
     "EmoLLMPreTrainedModel",
     "EmoLLMProcessor",
+    "apply_lora",
     "build_tiny_tokenizer",
     "default_attn_implementation",
     "from_named",
