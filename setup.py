@@ -75,7 +75,8 @@ class CMakeBuild(build_ext):
 
 setup(
     package_dir={"emollm": "emollm", "emollm.kernels": "kernels"},
-    packages=["emollm", "emollm.ops", "emollm.projector", "emollm.integrations", "emollm.model", "emollm.kernels"],
+    packages=["emollm", "emollm.ops", "emollm.projector", "emollm.integrations", "emollm.model", "emollm.data",
+              "emollm.data.sources", "emollm.prompting", "emollm.training", "emollm.evaluation", "emollm.kernels"],
     ext_modules=[Extension("emollm._C", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
 )

@@ -13,6 +13,7 @@ exactly as ``reference``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import statistics
@@ -31,6 +32,8 @@ STAGES = ((64, 5), (32, 3), (16, 3))  # (num_clusters, k) per stage, the paper's
 TAU = 0.1
 CLIP_WIDTH = 1024  # CLIP ViT-L/14's token width: the timing table runs at this size
 DEMO_EXTRAS = ("matplotlib", "skimage", "PIL")  # what `pip install emollm[demo]` brings
+# `emollm data|prompts|train|eval ...`: modules with an ``add_commands(subparsers)`` function.
+COMMAND_MODULES = ("emollm.data.cli", "emollm.prompting.cli", "emollm.training.cli", "emollm.evaluation.cli")
 _DEVICE_ONLY = {"cpu": "cpu", "triton": "cuda", "cuda": "cuda"}  # backends tied to one device type
 
 
@@ -194,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--small", action="store_true", help="the first image only: seconds, for tests")
     demo.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
     demo.set_defaults(func=cmd_demo)
+
+    # The workflow commands live next to their code; each module adds its own subcommands and
+    # keeps heavy imports (transformers, the model) inside the command functions.
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 

@@ -5,6 +5,8 @@ autograd where differentiable), so it works under ``torch.compile(fullgraph=True
 implementation runs is chosen per call by :mod:`emollm.ops._backend`.
 """
 
+# Optional backends register themselves when their dependency is installed.
+from emollm import kernels as _kernels
 from emollm.ops import reference  # noqa: F401  (registers the reference backend)
 from emollm.ops._backend import available_backends, backend_status, use_backend
 from emollm.ops.cluster_merge import cluster_merge
@@ -13,6 +15,8 @@ from emollm.ops.dpc_cluster_merge import dpc_cluster_merge
 from emollm.ops.dpc_delta import dpc_delta
 from emollm.ops.gcn import GCNGraph, gcn_adjacency, gcn_propagate
 from emollm.ops.knn_density import knn_density
+
+_kernels.load()
 
 __all__ = [
     "GCNGraph",

@@ -58,6 +58,20 @@ def _cpu_status() -> tuple[bool, str]:
     )
 
 
+def _triton_status() -> tuple[bool, str]:
+    from emollm import kernels
+
+    if not kernels.AVAILABLE:
+        return False, "triton is not installed: `pip install triton` (CUDA GPUs; on CPU with TRITON_INTERPRET=1)"
+    if not any("triton" in impls for impls in _impls.values()):
+        return False, "no Triton kernel is registered yet"
+    if torch.cuda.is_available():
+        return True, "Triton kernels on CUDA"
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return True, "Triton kernels in the interpreter (TRITON_INTERPRET=1, slow: for tests)"
+    return False, "no CUDA GPU; set TRITON_INTERPRET=1 to run the Triton kernels on CPU (slow)"
+
+
 def _not_yet(name: str, how: str) -> Callable[[], tuple[bool, str]]:
     def status() -> tuple[bool, str]:
         if any(name in impls for impls in _impls.values()):
@@ -70,7 +84,7 @@ def _not_yet(name: str, how: str) -> Callable[[], tuple[bool, str]]:
 _status: dict[str, Callable[[], tuple[bool, str]]] = {
     "reference": lambda: (True, "plain PyTorch (emollm/ops/reference.py)"),
     "cpu": _cpu_status,
-    "triton": _not_yet("triton", "the Triton kernels are not part of this build yet (issue 3)"),
+    "triton": lambda: _triton_status(),
     "cuda": _not_yet("cuda", "the CUDA kernels are not part of this build yet (issue 3)"),
     "faiss": _not_yet("faiss", "install the extra: `pip install emollm[faiss]` (faiss-cpu)"),
 }

@@ -1,0 +1,1 @@
+"""One converter per EmoBench source (paper Table 1), each reading that dataset's own layout."""

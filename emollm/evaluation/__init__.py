@@ -1,0 +1,1 @@
+"""emollm.evaluation (issue 6)."""

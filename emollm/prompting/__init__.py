@@ -1,0 +1,1 @@
+"""emollm.prompting (issue 6)."""

@@ -1,0 +1,1 @@
+"""emollm.training (issue 6)."""
