@@ -4,6 +4,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+# Without a GPU, the Triton kernels run in Triton's interpreter on CPU tensors. Triton reads this
+# when a kernel is defined, so it must be set before emollm (and its kernels) is imported.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from emollm import ops
 
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
