@@ -72,6 +72,12 @@ def _triton_status() -> tuple[bool, str]:
     return False, "no CUDA GPU; set TRITON_INTERPRET=1 to run the Triton kernels on CPU (slow)"
 
 
+def _faiss_status() -> tuple[bool, str]:
+    from emollm.ops import _faiss
+
+    return _faiss.status()
+
+
 def _not_yet(name: str, how: str) -> Callable[[], tuple[bool, str]]:
     def status() -> tuple[bool, str]:
         if any(name in impls for impls in _impls.values()):
@@ -86,7 +92,7 @@ _status: dict[str, Callable[[], tuple[bool, str]]] = {
     "cpu": _cpu_status,
     "triton": lambda: _triton_status(),
     "cuda": _not_yet("cuda", "the CUDA kernels are not part of this build yet (issue 3)"),
-    "faiss": _not_yet("faiss", "install the extra: `pip install emollm[faiss]` (faiss-cpu)"),
+    "faiss": lambda: _faiss_status(),
 }
 
 
