@@ -1,9 +1,123 @@
-"""Subcommands of `emollm` for this package (see :mod:`emollm.cli`)."""
+"""``emollm data ...``: build EmoBench files from the sources, summarize them, write a synthetic set.
+
+    emollm data build --source NAME --root DIR --split SPLIT --out FILE.jsonl [--seed N] [--skip-bad]
+                      [--limit N] [--task TASK ...] [--absolute-paths] [--no-progress]
+    emollm data stats FILE [FILE ...]
+    emollm data synth --out DIR [--train N] [--test N] [--seed S]
+
+Exit codes: 0 done; 1 bad records (``build`` without ``--skip-bad``, a malformed line in
+``stats``); 2 bad arguments or a dataset folder that does not have the source's layout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from emollm.data.records import TASKS, RecordError, read_jsonl
+from emollm.data.sources import SOURCES
+
+
+def _error(message: str, code: int) -> int:
+    print(f"emollm data: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from emollm.data.build import BuildError, build
+
+    try:
+        summary = build(args.source, args.root, args.split, args.out, seed=args.seed, skip_bad=args.skip_bad,
+                        limit=args.limit, tasks=args.task, absolute=args.absolute_paths,
+                        progress=False if args.no_progress else None)
+    except BuildError as e:
+        return _error(str(e), 1)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        return _error(str(e), 2)
+    print(summary.describe())
+    return 0
+
+
+def table(headers: tuple[str, ...], counts: Counter, total: int) -> str:
+    """A text table: one column per part of the keys of ``counts`` (tuples), then the count and its
+    share of ``total``; rows largest first, then by key."""
+    rows = [(*key, str(n), f"{100 * n / total:.1f}%")
+            for key, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    header = (*headers, "records", "share")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    numeric = range(len(headers), len(header))  # right-aligned columns
+    return "\n".join("  ".join(f"{cell:>{w}}" if i in numeric else f"{cell:<{w}}"
+                               for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+                     for row in [header, *rows])
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    by_task, by_source, by_label = Counter(), Counter(), Counter()
+    for file in args.files:
+        if not Path(file).is_file():
+            return _error(f"{file}: no such file", 2)
+        try:
+            for r in read_jsonl(file):
+                by_task[(r.task,)] += 1
+                by_source[(r.source,)] += 1
+                by_label[(r.task, r.source, r.answer)] += 1
+        except RecordError as e:
+            return _error(str(e), 1)
+    total = sum(by_task.values())
+    print(f"{total} record(s) in {len(args.files)} file(s)")
+    if total:
+        for headers, counts in ((("task",), by_task), (("source",), by_source),
+                                (("task", "source", "label"), by_label)):
+            print()
+            print(table(headers, counts, total))
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from emollm.data.synth import write_synthetic
+
+    # Only the sizes given on the command line are passed, so write_synthetic's defaults apply.
+    sizes = {k: v for k, v in (("n_train", args.train), ("n_test", args.test), ("seed", args.seed)) if v is not None}
+    written = write_synthetic(args.out, **sizes)
+    print("wrote " + " and ".join(str(path) for path in written.values()))
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Adds this package's subcommands to the `emollm` parser (none yet)."""
+    """Adds ``emollm data build|stats|synth`` to the ``emollm`` parser."""
+    data = sub.add_parser("data", help="EmoBench data: build records from a source, stats, synthetic set")
+    commands = data.add_subparsers(dest="data_command", required=True)
+
+    build = commands.add_parser("build", help="convert one split of a source's own layout to EmoBench JSONL")
+    build.add_argument("--source", required=True, choices=list(SOURCES), help="the dataset (paper Table 1)")
+    build.add_argument("--root", required=True, help="the dataset's folder, in its published layout (docs/data.md)")
+    build.add_argument("--split", required=True, help="the source's split name, e.g. train, val, dev, test")
+    build.add_argument("--out", required=True, help="the JSONL file to write")
+    build.add_argument("--seed", type=int, default=0, help="seed of the question templates (default: 0)")
+    build.add_argument("--skip-bad", action="store_true", help="leave out bad items (counted) instead of failing")
+    build.add_argument("--limit", type=_positive, help="stop after N records")
+    build.add_argument("--task", action="append", choices=TASKS, help="only this task (repeatable; default: all)")
+    build.add_argument("--absolute-paths", action="store_true",
+                       help="write absolute media paths (default: relative to the output file's folder)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.set_defaults(func=cmd_build)
+
+    stats = commands.add_parser("stats", help="records per task, source and label")
+    stats.add_argument("files", nargs="+", metavar="FILE", help="EmoBench JSONL files")
+    stats.set_defaults(func=cmd_stats)
+
+    synth = commands.add_parser("synth", help="write a small synthetic EmoBench (train.jsonl, test.jsonl)")
+    synth.add_argument("--out", required=True, help="output folder")
+    synth.add_argument("--train", type=_positive, help="training records (default: write_synthetic's)")
+    synth.add_argument("--test", type=_positive, help="test records (default: write_synthetic's)")
+    synth.add_argument("--seed", type=int, help="random seed (default: write_synthetic's)")
+    synth.set_defaults(func=cmd_synth)

@@ -67,19 +67,26 @@ class EmoRecord:
             raise RecordError("'id' must be a non-empty string")
         if self.task not in TASKS:
             raise RecordError(f"unknown task {self.task!r}; expected one of {TASKS}")
-        if not self.label_set or len(set(self.label_set)) != len(self.label_set):
+        if (not isinstance(self.label_set, list) or not self.label_set
+                or not all(isinstance(label, str) and label for label in self.label_set)
+                or len(set(self.label_set)) != len(self.label_set)):
             raise RecordError(f"'label_set' must be a non-empty list of distinct labels, got {self.label_set!r}")
         if self.answer not in self.label_set:
             raise RecordError(f"answer {self.answer!r} is not in the label set {self.label_set}")
+        if not isinstance(self.accept, list):
+            raise RecordError(f"'accept' must be a list of labels, got {self.accept!r}")
         bad = [a for a in self.accept if a not in self.label_set]
         if bad:
             raise RecordError(f"accepted labels {bad} are not in the label set")
+        if not isinstance(self.media, list) or not all(isinstance(m, dict) for m in self.media):
+            raise RecordError(f"'media' must be a list of objects, got {self.media!r}")
         for item in self.media:
             if item.get("type") not in MEDIA_TYPES or not item.get("path"):
                 raise RecordError(f"media item {item!r} needs a 'type' in {MEDIA_TYPES} and a 'path'")
         turns = self.conversations
-        if not turns or len(turns) % 2 or any(
-            t.get("from") != ("human" if i % 2 == 0 else "gpt") or not isinstance(t.get("value"), str)
+        if not isinstance(turns, list) or not turns or len(turns) % 2 or any(
+            not isinstance(t, dict) or t.get("from") != ("human" if i % 2 == 0 else "gpt")
+            or not isinstance(t.get("value"), str)
             for i, t in enumerate(turns)
         ):
             raise RecordError("'conversations' must alternate human/gpt turns with string values, ending with gpt")
