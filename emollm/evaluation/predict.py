@@ -1,0 +1,165 @@
+"""Greedy answers of a model to EmoBench records, parsed and scored, written as they come.
+
+Each batch: the Vicuna v1 prompt of every record (:func:`emollm.data.dataset.prompt_text`, with an
+EmoPrompt exemplar when a selector is given), its media (:func:`emollm.data.dataset.load_media`),
+one processor call with left padding (so every prompt ends where generation starts), one greedy
+``model.generate``, the new tokens decoded and parsed (:func:`emollm.evaluation.parse_answer`).
+Predictions go to ``predictions.jsonl`` one line per record after every batch; ``resume=True``
+keeps the lines already there and answers only the records they lack, so an interrupted run
+continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from emollm.data.dataset import load_media, prompt_text
+from emollm.data.records import EmoRecord
+from emollm.evaluation.metrics import make_prediction
+
+__all__ = ["ExemplarSource", "predict", "read_predictions"]
+
+# An EmoPrompt exemplar per record: a function of the record (e.g. ExemplarSelector.exemplar_text)
+# or a mapping from record id; None / a missing id means no exemplar.
+ExemplarSource = Callable[[EmoRecord], str | None] | Mapping[str, str]
+
+
+def read_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The predictions of a ``predictions.jsonl``; a malformed line raises ``ValueError`` with
+    file and line, except a cut-off last line (no newline: a run killed mid-write), which is left
+    out."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if not text.endswith("\n"):
+        lines = lines[:-1]  # the partial tail of an interrupted write
+    predictions = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            pred = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        if not isinstance(pred, dict):
+            raise ValueError(f"{path}:{lineno}: a prediction must be a JSON object, got {type(pred).__name__}")
+        predictions.append(pred)
+    return predictions
+
+
+def _exemplar_fn(exemplars: ExemplarSource | None) -> Callable[[EmoRecord], str | None]:
+    if exemplars is None:
+        return lambda record: None
+    if isinstance(exemplars, Mapping):
+        return lambda record: exemplars.get(record.id)
+    if callable(exemplars):
+        return exemplars
+    raise TypeError(f"exemplars must be a function of a record or a mapping from record id, got "
+                    f"{type(exemplars).__name__}")
+
+
+def _model_inputs(processor, records: Sequence[EmoRecord], base_dir: Path,
+                  exemplar: Callable[[EmoRecord], str | None], device: torch.device, dtype: torch.dtype):
+    """One left-padded processor batch for ``records`` on the model's device, floats in its dtype."""
+    rate = processor.feature_extractor.sampling_rate
+    texts, images, videos, audio = [], [], [], []
+    for record in records:
+        texts.append(prompt_text(record, exemplar(record)))
+        media = load_media(record, base_dir, sampling_rate=rate)
+        images += media["images"]
+        videos += media["videos"]
+        audio += media["audio"]
+    batch = processor(text=texts, images=images or None, videos=videos or None, audio=audio or None,
+                      sampling_rate=rate, padding=True, padding_side="left", return_tensors="pt")
+    return {key: value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
+            for key, value in batch.items()}
+
+
+def _open_sink(path: Path, kept: list[dict[str, Any]]):
+    """``path`` opened for appending, holding exactly the ``kept`` predictions. They are written to
+    a temporary file that replaces ``path``, so a kill at any moment loses no finished line (and a
+    cut-off tail of an earlier run is dropped)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return path.open("a", encoding="utf-8")
+
+
+def _check_args(records: Sequence[EmoRecord], batch_size: int, max_new_tokens: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    bad = [type(r).__name__ for r in records if not isinstance(r, EmoRecord)]
+    if bad:
+        raise TypeError(f"records must be EmoRecord objects (read_jsonl), got {bad[0]}")
+    ids = [r.id for r in records]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"records must have distinct ids; {dup!r} appears more than once")
+
+
+@torch.no_grad()  # not inference_mode: the cpu backend's C++ ops fail on inference tensors (torch 2.13)
+def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.PathLike, *, batch_size: int = 8,
+            max_new_tokens: int = 32, exemplars: ExemplarSource | None = None,
+            out: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
+            ) -> list[dict[str, Any]]:
+    """Answers ``records`` with ``model`` (greedy decoding) and returns one prediction per record,
+    in record order (:func:`~emollm.evaluation.metrics.make_prediction`: id, task, source,
+    label_set, answer, accept, output, parsed, correct).
+
+    Args:
+        model: an EmoLLM (``EmoLLMForConditionalGeneration`` or a peft model around one), in eval mode.
+        processor: its ``EmoLLMProcessor``.
+        records: the records to answer (distinct ids).
+        base_dir: the folder media paths are relative to (the JSONL's folder).
+        batch_size: records per ``generate`` call.
+        max_new_tokens: the answer's length limit in tokens.
+        exemplars: an EmoPrompt exemplar per record (see :data:`ExemplarSource`).
+        out: ``predictions.jsonl`` to write, one line per record after each batch.
+        resume: keep the predictions already in ``out`` (those of ids in ``records``) and answer
+            the other records only; without it ``out`` is overwritten.
+        progress: show a tqdm progress bar.
+    """
+    _check_args(records, batch_size, max_new_tokens)
+    exemplar = _exemplar_fn(exemplars)
+    base_dir = Path(base_dir)
+    wanted = {r.id for r in records}
+    done: dict[str, dict[str, Any]] = {}
+    if out is not None and resume and Path(out).exists():
+        done = {p["id"]: p for p in read_predictions(out) if p.get("id") in wanted}
+    todo = [r for r in records if r.id not in done]
+
+    tokenizer = processor.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    param = next(model.parameters())
+    sink = None if out is None else _open_sink(Path(out), [done[r.id] for r in records if r.id in done])
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(records), initial=len(done), unit="record", desc="emollm eval", disable=not progress)
+    try:
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            inputs = _model_inputs(processor, chunk, base_dir, exemplar, param.device, param.dtype)
+            generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                       pad_token_id=pad_id)
+            answers = processor.batch_decode(generated[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+            for record, answer in zip(chunk, answers, strict=True):
+                done[record.id] = make_prediction(record, answer.strip())
+                if sink is not None:
+                    sink.write(json.dumps(done[record.id], ensure_ascii=False) + "\n")
+            if sink is not None:
+                sink.flush()
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        if sink is not None:
+            sink.close()
+    return [done[r.id] for r in records]
