@@ -14,6 +14,7 @@ from transformers import (
     AutoProcessor,
 )
 
+from emollm.model.attention import ATTN_IMPLEMENTATIONS, attn_implementation_status, default_attn_implementation
 from emollm.model.configuration_emollm import EmoLLMConfig
 from emollm.model.lora import LM_PROJECTIONS, apply_lora
 from emollm.model.modeling_emollm import (
@@ -22,7 +23,8 @@ from emollm.model.modeling_emollm import (
     EmoLLMModel,
     EmoLLMPreTrainedModel,
 )
-from emollm.model.named import NAMES, default_attn_implementation, from_named
+from emollm.model.named import NAMES, from_named
+from emollm.model.pretrained_towers import from_pretrained_towers
 from emollm.model.processing_emollm import EmoLLMProcessor
 from emollm.model.tokenizer import VICUNA_V1_TEMPLATE, build_tiny_tokenizer
 
@@ -34,6 +36,7 @@ AutoModelForCausalLM.register(EmoLLMConfig, EmoLLMForConditionalGeneration, exis
 AutoProcessor.register(EmoLLMConfig, EmoLLMProcessor, exist_ok=True)
 
 __all__ = [
+    "ATTN_IMPLEMENTATIONS",
     "LM_PROJECTIONS",
     "NAMES",
     "VICUNA_V1_TEMPLATE",
@@ -44,7 +47,9 @@ __all__ = [
     "EmoLLMPreTrainedModel",
     "EmoLLMProcessor",
     "apply_lora",
+    "attn_implementation_status",
     "build_tiny_tokenizer",
     "default_attn_implementation",
     "from_named",
+    "from_pretrained_towers",
 ]

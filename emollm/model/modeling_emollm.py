@@ -85,6 +85,14 @@ class AudioProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(x)))
 
 
+def new_projectors(config: EmoLLMConfig) -> tuple[MVPProjector, AudioProjector]:
+    """The MVP and the audio MLP for ``config``, with PyTorch's default initialization (the model's
+    ``post_init`` / ``_init_weights`` re-initializes them)."""
+    text_hidden = config.text_config.hidden_size
+    return (MVPProjector(config.vision_config.hidden_size, text_hidden, **config.mvp),
+            AudioProjector(config.audio_config.d_model, text_hidden, config.audio_pool_stride))
+
+
 def _grad_context(module: nn.Module):
     # A frozen encoder sits at the start of the graph: no activations need keeping for backward.
     return nullcontext() if any(p.requires_grad for p in module.parameters()) else torch.no_grad()
@@ -95,11 +103,9 @@ class EmoLLMModel(EmoLLMPreTrainedModel):
 
     def __init__(self, config: EmoLLMConfig):
         super().__init__(config)
-        text_hidden = config.text_config.hidden_size
         self.vision_tower = CLIPVisionModel(config.vision_config)
-        self.projector = MVPProjector(config.vision_config.hidden_size, text_hidden, **config.mvp)
         self.audio_tower = WhisperEncoder(config.audio_config)
-        self.audio_projector = AudioProjector(config.audio_config.d_model, text_hidden, config.audio_pool_stride)
+        self.projector, self.audio_projector = new_projectors(config)
         self.language_model = AutoModel.from_config(config.text_config)
         self.freeze_encoders()
         self.post_init()

@@ -11,14 +11,69 @@ that item (the model checks the counts and raises on a mismatch):
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from transformers import BatchFeature, ProcessorMixin
+from transformers import BatchFeature, ProcessorMixin, WhisperFeatureExtractor
 
-__all__ = ["EmoLLMProcessor"]
+__all__ = ["EmoLLMProcessor", "clip_image_processor", "whisper_feature_extractor"]
+
+
+def _clip_image_processor_class():
+    # The torchvision-backed processor where torchvision is installed, else the PIL one
+    # (transformers would fall back to it anyway, with a warning).
+    from transformers import CLIPImageProcessor, CLIPImageProcessorPil
+
+    return CLIPImageProcessor if importlib.util.find_spec("torchvision") is not None else CLIPImageProcessorPil
+
+
+def clip_image_processor(size: int, source: str | os.PathLike | None = None):
+    """A CLIP image processor for ``size`` px images: the one saved in ``source`` (a checkpoint folder
+    or hub name) when it has a ``preprocessor_config.json``, else CLIP's default (resize the short
+    side, center-crop, OpenAI CLIP mean/std). Raises if the saved one makes another size."""
+    cls = _clip_image_processor_class()
+    if source is not None:
+        try:
+            processor = cls.from_pretrained(source)
+        except OSError:
+            warnings.warn(f"{source!r} has no preprocessor_config.json; using CLIP's default image processor at "
+                          f"{size} px", stacklevel=2)
+        else:
+            crop = processor.crop_size if processor.do_center_crop else processor.size
+            if (crop.get("height"), crop.get("width")) != (size, size):
+                raise ValueError(f"the image processor in {source!r} makes {crop} images but the vision tower takes "
+                                 f"{size}x{size}")
+            return processor
+    return cls(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+
+def whisper_feature_extractor(audio_config, source: str | os.PathLike | None = None) -> WhisperFeatureExtractor:
+    """The Whisper feature extractor saved in ``source`` when there is one, else one built from
+    ``audio_config`` (a ``WhisperConfig``). Either way its fixed length must be the encoder's
+    ``2 * max_source_positions`` mel frames (100 frames per second: hop 160 at 16 kHz)."""
+    mel_frames = 2 * audio_config.max_source_positions
+    extractor = None
+    if source is not None:
+        try:
+            extractor = WhisperFeatureExtractor.from_pretrained(source)
+        except OSError:
+            warnings.warn(f"{source!r} has no preprocessor_config.json; using Whisper's default feature extractor",
+                          stacklevel=2)
+    if extractor is None:
+        if mel_frames % 100:
+            raise ValueError(f"max_source_positions must be a multiple of 50 (whole seconds of audio), got "
+                             f"{audio_config.max_source_positions}")
+        extractor = WhisperFeatureExtractor(feature_size=audio_config.num_mel_bins, sampling_rate=16000,
+                                            hop_length=160, chunk_length=mel_frames // 100)
+    if (extractor.feature_size, extractor.nb_max_frames) != (audio_config.num_mel_bins, mel_frames):
+        raise ValueError(f"the feature extractor makes {extractor.feature_size} x {extractor.nb_max_frames} mel "
+                         f"features but the Whisper encoder takes {audio_config.num_mel_bins} x {mel_frames}")
+    return extractor
 
 
 def _as_list(items) -> list:
