@@ -31,7 +31,7 @@ at::Tensor cluster_merge(const at::Tensor& x, const at::Tensor& assign, int64_t 
     const scalar_t* xp = xc.data_ptr<scalar_t>();
     const int64_t* ap = ac.data_ptr<int64_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B * slices, 1, [&](int64_t begin, int64_t end) {
+    parallel_for(0, B * slices, 1, [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc;
       std::vector<acc_t> total(C);
       for (int64_t item = begin; item < end; ++item) {

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 
 #include <algorithm>
 #include <cmath>
@@ -235,12 +236,24 @@ struct KnnLists {
   }
 };
 
+// at::parallel_for that carries the caller's thread-local state (inference mode, grad mode, dispatch
+// keys) into the worker threads. ATen's OpenMP backend does not, and a tensor created under
+// torch.inference_mode() cannot be written by a worker thread outside it.
+template <typename F>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const F& fn) {
+  const at::ThreadLocalState state;
+  at::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) {
+    const at::ThreadLocalStateGuard guard(state);
+    fn(b, e);
+  });
+}
+
 // Runs fn(b, inner_parallel) for b in [0, B): across samples when there are at least as many
 // samples as threads, else one sample at a time with the parallelism inside the sample.
 template <typename F>
 void for_each_sample(int64_t B, F&& fn) {
   if (B >= at::get_num_threads()) {
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) fn(b, false);
     });
   } else {
@@ -252,7 +265,7 @@ void for_each_sample(int64_t B, F&& fn) {
 template <typename F>
 void maybe_parallel_for(bool parallel, int64_t n, int64_t grain, F&& fn) {
   if (parallel) {
-    at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { fn(begin, end, at::get_thread_num()); });
+    parallel_for(0, n, grain, [&](int64_t begin, int64_t end) { fn(begin, end, at::get_thread_num()); });
   } else if (n > 0) {
     fn(0, n, 0);
   }

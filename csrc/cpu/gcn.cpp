@@ -19,7 +19,7 @@ std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau
   float* dp = dinv.data_ptr<float>();
   AT_DISPATCH_FLOATING_TYPES(zc.scalar_type(), "gcn_adjacency", [&] {
     using T = scalar_t;
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+    parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
       at::Tensor buf = at::empty({C * C}, zc.options());
       std::vector<T> dist(C * C);
       for (int64_t b = begin; b < end; ++b) {
@@ -102,7 +102,7 @@ at::Tensor gcn_propagate(const at::Tensor& bits, const at::Tensor& dinv, const a
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* hp = hc.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
+    parallel_for(0, B * C, 1, [&](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(F);
       for (int64_t row = begin; row < end; ++row) {
         const int64_t b = row / C;
