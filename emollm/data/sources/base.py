@@ -16,7 +16,10 @@ with a question template drawn with a seed, the placeholders and the label set.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -36,3 +39,24 @@ class BadItem:
     path: str        # the annotation file (or media file) at fault
     line: int | None  # 1-based line/row/entry number in that file, when there is one
     reason: str      # "missing image img/123.jpg", "unknown label 'angry '", "malformed row: ..."
+
+
+def csv_rows(
+    path: Path, lines: Iterable[str], columns: Sequence[str]
+) -> Iterator[tuple[int, dict[str, str]] | BadItem]:
+    """``(line, row)`` per CSV row of ``lines`` (read from ``path``), or a :class:`BadItem` for a row
+    with the wrong number of fields. ``line`` is the row's first line (quoted fields may span lines).
+
+    Raises ``ValueError`` when the header lacks one of ``columns``.
+    """
+    reader = csv.DictReader(lines)
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}:1: header lacks column(s) {missing}; found {reader.fieldnames}")
+    line = 1
+    for row in reader:
+        start, line = line + 1, reader.line_num
+        if None in row or any(row[c] is None for c in columns):
+            yield BadItem(str(path), start, f"malformed row: {len(reader.fieldnames)} columns expected")
+            continue
+        yield start, row

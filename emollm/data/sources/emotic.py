@@ -31,11 +31,10 @@ Choices:
 from __future__ import annotations
 
 import ast
-import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from emollm.data.sources.base import BadItem, SourceItem
+from emollm.data.sources.base import BadItem, SourceItem, csv_rows
 
 NAME = "emotic"
 TASKS = ("emo-c", "emo-o")
@@ -87,16 +86,11 @@ def convert(root: Path, split: str) -> Iterator[SourceItem | BadItem]:
     if not path.is_file():
         raise FileNotFoundError(f"EMOTIC annotations not found: {path} (expected {ANNOTATION_DIR}/{split}.csv)")
     with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}:1: header lacks column(s) {missing}; found {reader.fieldnames}")
-        line = 1
-        for row in reader:
-            start, line = line + 1, reader.line_num
-            if None in row or any(row[c] is None for c in COLUMNS):
-                yield BadItem(str(path), start, f"malformed row: {len(reader.fieldnames)} columns expected")
+        for row in csv_rows(path, f, COLUMNS):
+            if isinstance(row, BadItem):
+                yield row
                 continue
+            start, row = row
             try:
                 categories, bbox, vad = _parse_row(row)
             except ValueError as e:

@@ -25,12 +25,11 @@ Choices:
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from emollm.data.sources.base import BadItem, SourceItem
+from emollm.data.sources.base import BadItem, SourceItem, csv_rows
 
 NAME = "meld"
 TASKS = ("emo-c", "emo-o")
@@ -66,16 +65,11 @@ def convert(root: Path, split: str) -> Iterator[SourceItem | BadItem]:
     path = root / f"{split}_sent_emo.csv"
     if not path.is_file():
         raise FileNotFoundError(f"MELD annotations not found: {path}")
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-    missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ValueError(f"{path}:1: header lacks column(s) {missing}; found {reader.fieldnames}")
-    line = 1
-    for row in reader:
-        start, line = line + 1, reader.line_num
-        if None in row or any(row[c] is None for c in COLUMNS):
-            yield BadItem(str(path), start, f"malformed row: {len(reader.fieldnames)} columns expected")
+    for row in csv_rows(path, io.StringIO(read_text(path), newline=""), COLUMNS):
+        if isinstance(row, BadItem):
+            yield row
             continue
+        start, row = row
         emotion = row["Emotion"].strip().lower()
         if emotion not in EMOTIONS:
             yield BadItem(str(path), start, f"unknown label {row['Emotion']!r}; expected one of {EMOTIONS}")
