@@ -17,14 +17,18 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 
 
+def _nvcc() -> Path:
+    found = shutil.which("nvcc")
+    return Path(found) if found else Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin/nvcc"
+
+
 def _want_cuda() -> bool:
     mode = os.environ.get("EMOLLM_CUDA", "auto").lower()
     if mode in ("0", "off", "false", "no"):
         return False
     import torch
 
-    nvcc = shutil.which("nvcc") or (Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin/nvcc")
-    available = torch.version.cuda is not None and Path(nvcc).exists()
+    available = torch.version.cuda is not None and _nvcc().exists()
     if mode in ("1", "on", "true", "yes") and not available:
         sys.exit("EMOLLM_CUDA=1 but torch has no CUDA or nvcc is missing")
     return available and any((ROOT / "csrc/cuda").glob("*.cu"))
@@ -60,7 +64,7 @@ class CMakeBuild(build_ext):
             f"-DEMOLLM_WITH_CUDA={'ON' if cuda else 'OFF'}",
         ]
         if cuda:
-            args.append(f"-DCMAKE_CUDA_ARCHITECTURES={_cuda_archs()}")
+            args += [f"-DCMAKE_CUDA_ARCHITECTURES={_cuda_archs()}", f"-DCMAKE_CUDA_COMPILER={_nvcc()}"]
         # cmake and ninja from pip live next to this Python, which need not be on PATH.
         env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
         cmake = shutil.which("cmake", path=env["PATH"])

@@ -7,7 +7,7 @@ implementation runs is chosen per call by :mod:`emollm.ops._backend`.
 
 # Optional backends register themselves when their dependency is installed.
 from emollm import kernels as _kernels
-from emollm.ops import _faiss, reference  # noqa: F401  (register the reference and faiss backends)
+from emollm.ops import _cuda, _faiss, reference  # noqa: F401  (register the reference, cuda and faiss backends)
 from emollm.ops._backend import available_backends, backend_status, use_backend
 from emollm.ops.cluster_merge import cluster_merge
 from emollm.ops.dpc_cluster import dpc_cluster

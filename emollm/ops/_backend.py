@@ -78,20 +78,26 @@ def _faiss_status() -> tuple[bool, str]:
     return _faiss.status()
 
 
-def _not_yet(name: str, how: str) -> Callable[[], tuple[bool, str]]:
-    def status() -> tuple[bool, str]:
-        if any(name in impls for impls in _impls.values()):
-            return True, "registered"
-        return False, how
+def _cuda_status() -> tuple[bool, str]:
+    from emollm import _extension
 
-    return status
+    if _extension.C is None:
+        return False, f"the compiled extension emollm._C is missing ({_extension.import_error})"
+    if not _extension.C.with_cuda:
+        return False, (
+            "emollm._C was built without CUDA; rebuild with a CUDA build of torch and nvcc on PATH: "
+            "`EMOLLM_CUDA=1 pip install --no-build-isolation -e .`"
+        )
+    if not torch.cuda.is_available():
+        return False, "emollm._C has the CUDA kernels, but no CUDA GPU is visible"
+    return True, "emollm._C CUDA kernels (csrc/cuda)"
 
 
 _status: dict[str, Callable[[], tuple[bool, str]]] = {
     "reference": lambda: (True, "plain PyTorch (emollm/ops/reference.py)"),
     "cpu": _cpu_status,
     "triton": lambda: _triton_status(),
-    "cuda": _not_yet("cuda", "the CUDA kernels are not part of this build yet (issue 3)"),
+    "cuda": _cuda_status,
     "faiss": lambda: _faiss_status(),
 }
 
