@@ -14,6 +14,7 @@ synchronizes, so a row measures the kernels and not just their launch.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -67,10 +68,26 @@ def providers(op: str, *, floor: bool = False) -> list:
     return params
 
 
-def tokens(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
-    """Gaussian float32 tokens on the benchmark device, the same for every provider."""
+def tokens(shape: tuple[int, ...], seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Gaussian tokens on the benchmark device, the same for every provider."""
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=g).to(DEVICE)
+    return torch.randn(shape, generator=g).to(DEVICE, dtype)
+
+
+def gpu_only(*values, reason: str = "a GPU-sized shape; set EMOLLM_BENCH_DEVICE=cuda on a GPU machine") -> list:
+    """``pytest.param`` per value, skipped unless the benchmarks run on CUDA."""
+    marks = [] if DEVICE.type == "cuda" else [pytest.mark.skip(reason=reason)]
+    return [pytest.param(v, marks=marks, id=str(v)) for v in values]
+
+
+def gemm_floor(x: torch.Tensor, max_rows: int = 16384) -> tuple[Callable[[], torch.Tensor], int]:
+    """``(fn, times)``: one ``x xᵀ`` per sample is ``times`` calls of ``fn``. Above ``max_rows``
+    tokens the product is taken in row slices (at N=131072 the full bf16 product is 34 GB)."""
+    n = x.shape[1]
+    if n <= max_rows:
+        return bmm_floor(x), 1
+    part = x[:, :max_rows]
+    return (lambda: torch.bmm(part, x.transpose(1, 2))), n // max_rows
 
 
 def group_name(op: str, dtype: torch.dtype = torch.float32, **dims: int) -> str:
@@ -105,12 +122,19 @@ def run(benchmark, provider: str, fn: Callable[[], object], *, rounds: int | Non
             torch.cuda.synchronize(DEVICE)
         return out
 
+    fixed_rounds = rounds
     if rounds is None:
         start = time.perf_counter()
         timed()
         rounds = int(min(max(budget_s / (time.perf_counter() - start), 3), 200))
     benchmark.extra_info.update(provider=provider, device=str(DEVICE), threads=torch.get_num_threads(), **info)
     benchmark.pedantic(timed, rounds=rounds, warmup_rounds=1, iterations=1)
+    if DEVICE.type == "cuda" and fixed_rounds is None and importlib.util.find_spec("triton") is not None:
+        # CUDA-event timing with cache flushes between runs: the GPU time without host overhead
+        # (not for the big fixed-round shapes, where do_bench's own 5 probe calls take minutes).
+        import triton.testing
+
+        benchmark.extra_info["do_bench_median_ms"] = triton.testing.do_bench(fn, return_mode="median")
 
 
 def extra_peak_mb(provider: str, shape: tuple[int, int, int], num_clusters: int, k: int) -> float:

@@ -5,7 +5,19 @@ Targets: B=64 N=256 D=1024 ≥ 4× faster than reference and ≤ 1.5× bmm; B=1 
 """
 
 import pytest
-from conftest import bmm_floor, extra_peak_mb, group_name, on_provider, providers, run, tokens
+import torch
+from conftest import (
+    DEVICE,
+    bmm_floor,
+    extra_peak_mb,
+    gemm_floor,
+    gpu_only,
+    group_name,
+    on_provider,
+    providers,
+    run,
+    tokens,
+)
 
 from emollm import ops
 
@@ -31,4 +43,26 @@ def test_dpc_cluster(benchmark, provider, shape, rounds):
         fn = on_provider(provider, lambda: ops.dpc_cluster(x, NUM_CLUSTERS, K))
     run(benchmark, provider, fn, rounds=rounds, num_clusters=NUM_CLUSTERS, k=K)
     if n >= 16384:
+        benchmark.extra_info["extra_peak_mb"] = extra_peak_mb(provider, shape, NUM_CLUSTERS, K)
+
+
+# Issue 3 GPU targets: B=64 N=576 D=1024 bf16 >= 10x faster than reference; N=131072 completes in
+# <= 4x one bf16 GEMM pass (x xᵀ, timed in row slices: ``gemm_slices`` calls make one pass).
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("provider", providers("dpc_cluster", floor=True))
+@pytest.mark.parametrize("shape", gpu_only((64, 576, 1024), (1, 4096, 1024), (1, 16384, 1024), (1, 131072, 1024)))
+def test_dpc_cluster_gpu(benchmark, provider, shape, dtype):
+    b, n, d = shape
+    if provider == "reference" and n > 16384:
+        pytest.skip("reference needs N×N float32 matrices (68 GB at N=131072)")
+    x = tokens(shape, dtype=dtype)
+    benchmark.group = group_name("dpc_cluster", dtype, B=b, N=n, D=d)
+    times = 1
+    if provider == "bmm":
+        fn, times = gemm_floor(x)
+    else:
+        fn = on_provider(provider, lambda: ops.dpc_cluster(x, NUM_CLUSTERS, K))
+    run(benchmark, provider, fn, rounds=3 if n >= 16384 else None, num_clusters=NUM_CLUSTERS, k=K,
+        gemm_slices=times)
+    if n >= 16384 and provider != "bmm" and DEVICE.type == "cuda":
         benchmark.extra_info["extra_peak_mb"] = extra_peak_mb(provider, shape, NUM_CLUSTERS, K)

@@ -29,9 +29,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(params=CPU_BACKENDS)
+# Tests that call an op hundreds of times (gradcheck, whole pipelines twice): 36-110 s each for
+# triton under the interpreter, where a kernel launch costs milliseconds. tests/kernels runs the
+# same checks on the triton backend at smaller sizes.
+_TOO_SLOW_INTERPRETED = {("test_dpc_cluster_merge", "test_gradients_match_separate_ops"),
+                         ("test_gcn", "test_gradcheck"), ("test_inference_mode", "test_inference_mode")}
+
+
+@pytest.fixture(params=[pytest.param(b, marks=[pytest.mark.triton] if b == "triton" else []) for b in CPU_BACKENDS])
 def backend(request):
     """Runs the test once per available backend, inside ``use_backend``."""
+    test = (request.module.__name__.rsplit(".", 1)[-1], request.function.__name__)
+    if request.param == "triton" and not torch.cuda.is_available() and test in _TOO_SLOW_INTERPRETED:
+        pytest.skip("too slow in the Triton interpreter; tests/kernels covers it at a smaller size")
     with ops.use_backend(request.param):
         yield request.param
 
