@@ -1,9 +1,74 @@
-"""Subcommands of `emollm` for this package (see :mod:`emollm.cli`)."""
+"""``emollm train``: fine-tune EmoLLM on EmoBench (see :mod:`emollm.training.train`).
+
+    emollm train --model emollm-tiny --data synth/train.jsonl --output runs/tiny [--config FILE.yaml]
+                 [--epochs 5 --max-steps N --lr 2e-5 --batch-size 16 --grad-accum 1]
+                 [--strategy emo|mix|sequential --general FILE.jsonl]
+                 [--lora-r 8 --lora-alpha 16 --lora-dropout 0.05 | --no-lora]
+                 [--seed 0 --save-steps 500 --logging-steps 10 --resume | --no-resume]
+
+Settings come from the paper preset, then the YAML file (keys = the flag names, ``-`` or ``_``),
+then the flags given on the command line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from emollm.training.config import STRATEGIES, TrainConfig
+
+_PRESET = TrainConfig()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from emollm.training.config import load_config
+    from emollm.training.train import train
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "func", "config")}
+    try:
+        config = load_config(args.config, **flags)
+    except (ValueError, OSError) as e:
+        print(f"emollm train: {e}", file=sys.stderr)
+        return 2
+    result = train(config)
+    resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
+    print(f"trained {result.global_step} steps (mean loss {result.train_loss:.4f}{resumed}); "
+          f"model and processor saved to {result.output}")
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    """Adds this package's subcommands to the `emollm` parser (none yet)."""
+    """Adds ``emollm train``. Every setting defaults to ``None`` here so that only the flags given
+    override the YAML config; the preset values are in the help."""
+    p = sub.add_parser("train", help="fine-tune EmoLLM on EmoBench JSONL (transformers Trainer, LoRA)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="a named set-up (emollm-tiny, emollm-7b) or a saved EmoLLM folder")
+    p.add_argument("--data", help="EmoBench training records (JSONL; media relative to its folder)")
+    p.add_argument("--output", help="folder for checkpoints and the final model")
+    p.add_argument("--config", help="YAML file of settings (flag names as keys); flags override it")
+    p.add_argument("--general", help="general instruction data (JSONL with 'conversations') for mix/sequential")
+    p.add_argument("--strategy", choices=STRATEGIES, help=f"default: {_PRESET.strategy}")
+    p.add_argument("--epochs", type=int, help=f"default: {_PRESET.epochs}")
+    p.add_argument("--max-steps", type=int, help="optimizer steps; replaces --epochs when given")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {_PRESET.lr})")
+    p.add_argument("--batch-size", type=int, help=f"global batch size (default: {_PRESET.batch_size})")
+    p.add_argument("--grad-accum", type=int, help=f"gradient accumulation steps (default: {_PRESET.grad_accum})")
+    p.add_argument("--warmup-ratio", type=float, help=f"default: {_PRESET.warmup_ratio}")
+    p.add_argument("--weight-decay", type=float, help=f"default: {_PRESET.weight_decay}")
+    p.add_argument("--lora", action=argparse.BooleanOptionalAction,
+                   help="LoRA on the LM, projectors trained in full (default); --no-lora trains LM and projectors")
+    p.add_argument("--lora-r", type=int, help=f"default: {_PRESET.lora_r}")
+    p.add_argument("--lora-alpha", type=int, help=f"default: {_PRESET.lora_alpha}")
+    p.add_argument("--lora-dropout", type=float, help=f"default: {_PRESET.lora_dropout}")
+    p.add_argument("--seed", type=int, help=f"default: {_PRESET.seed}")
+    p.add_argument("--save-steps", type=int, help=f"checkpoint every N steps (default: {_PRESET.save_steps})")
+    p.add_argument("--save-total-limit", type=int, help="keep at most N checkpoints (default: all)")
+    p.add_argument("--logging-steps", type=int, help=f"default: {_PRESET.logging_steps}")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction,
+                   help="continue from the last checkpoint in --output if there is one (default: yes)")
+    p.add_argument("--fps", type=float, help=f"video frames per second (default: {_PRESET.fps})")
+    p.add_argument("--max-frames", type=int, help=f"video frame cap (default: {_PRESET.max_frames})")
+    p.add_argument("--num-workers", type=int, help=f"data loading processes (default: {_PRESET.num_workers})")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="default: where CUDA supports it")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    p.set_defaults(func=cmd_train)

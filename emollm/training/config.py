@@ -1,0 +1,101 @@
+"""Training settings: the paper preset, overridden by a YAML file, overridden by command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["STRATEGIES", "TrainConfig", "load_config"]
+
+STRATEGIES = ("emo", "mix", "sequential")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything ``emollm train`` needs. The defaults are the paper's preset (§5.1): AdamW, cosine
+    schedule, warmup ratio 0.03, lr 2e-5, 5 epochs, global batch 16, LoRA on the LM.
+
+    ``batch_size`` is the global batch (over all processes and accumulation steps), as in the paper:
+    each device gets ``batch_size / (world_size * grad_accum)`` samples per step.
+    ``max_steps`` (optimizer steps), when set, replaces ``epochs``.
+    ``general``: general instruction data for the ``mix`` and ``sequential`` strategies.
+    ``bf16``: ``None`` = bf16 where CUDA supports it, else fp32.
+    """
+
+    model: str | None = None
+    data: str | None = None
+    output: str | None = None
+    general: str | None = None
+    strategy: str = "emo"
+    epochs: int = 5
+    max_steps: int | None = None
+    lr: float = 2e-5
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    lora: bool = True
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    seed: int = 0
+    save_steps: int = 500
+    save_total_limit: int | None = None
+    logging_steps: int = 10
+    resume: bool = True
+    fps: float = 1.0
+    max_frames: int = 64
+    num_workers: int = 0
+    bf16: bool | None = None
+    gradient_checkpointing: bool = False
+
+    def validate(self) -> TrainConfig:
+        """Raises ``ValueError`` naming the setting that is missing or out of range."""
+        for name in ("model", "data", "output"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} is required (--{name} or '{name}:' in the YAML config)")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.strategy != "emo" and not self.general:
+            raise ValueError(f"strategy {self.strategy!r} needs general instruction data (--general FILE.jsonl)")
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
+                    "lora_r": self.lora_r, "save_steps": self.save_steps, "logging_steps": self.logging_steps,
+                    "max_frames": self.max_frames}
+        if self.max_steps is not None:
+            positive["max_steps"] = self.max_steps
+        for name, value in positive.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
+        if not self.fps > 0:
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> TrainConfig:
+    """The preset, updated by the YAML mapping at ``path`` (keys = :class:`TrainConfig` fields), then
+    by ``overrides`` whose value is not ``None`` (the command-line flags that were given)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config {path}: expected a mapping of settings, got {type(loaded).__name__}")
+        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+    return TrainConfig(**values).validate()
