@@ -57,7 +57,8 @@ def _segment_mean_kernel(x_ptr, w_ptr, order_ptr, start_ptr, count_ptr, out_ptr,
 def segments(assign: Tensor, num_clusters: int) -> tuple[Tensor, Tensor, Tensor]:
     """``(order [B,N], start [B,C], count [B,C])``: tokens sorted by cluster (ignored ones last)
     and each cluster's segment in that order."""
-    keys = torch.where(assign >= 0, assign, num_clusters)
+    # contiguous: the kernel reads order as a dense [B,N] array (argsort keeps a strided layout)
+    keys = torch.where(assign >= 0, assign, num_clusters).contiguous()
     order = keys.argsort(dim=1, stable=True)
     count = torch.zeros(assign.shape[0], num_clusters + 1, dtype=torch.int64, device=assign.device)
     count.scatter_add_(1, keys, torch.ones_like(keys))

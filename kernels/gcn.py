@@ -109,7 +109,9 @@ def _edges_kernel(z_ptr, sq_ptr, valid_ptr, thr2_ptr, dmax_ptr, tau_ptr, bits_pt
                              mask=col_ok[:, None] & fm[None, :], other=0.0)
                 diff = zi.to(sq_i.dtype).to(tl.float64)[:, None, :] - zj.to(sq_i.dtype).to(tl.float64)[None, :, :]
                 e2 += tl.sum(diff * diff, 2)
-            edge = tl.where(unsure, tl.sqrt(e2) / dmax_safe <= tau, edge)
+            # d <= max d by definition: a pair at the maximum that rounds above it (another
+            # summation order than dmax's) is clamped, so tau = 1 links every pair.
+            edge = tl.where(unsure, tl.minimum(tl.sqrt(e2), dmax) / dmax_safe <= tau, edge)
         edge = (edge | all_close | (rows[:, None] == cols[None, :])) & pair_ok
         # Distinct powers of two add without carries; bit 63 wraps to the sign, as in the cpu layout.
         word = tl.sum(edge.to(tl.int64) << shifts.to(tl.int64)[None, :], 1)

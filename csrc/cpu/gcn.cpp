@@ -68,7 +68,9 @@ std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau
             if (dmax == 0.0) {
               edge = true;  // all-equal nodes: every normalized distance is 0
             } else if (std::abs(d2 - thr2) <= rel * (sq[i] + sq[j]) + std::numeric_limits<T>::min()) {
-              edge = std::sqrt(squared_distance_f64(zp + i * F, zp + j * F, F)) / dmax <= tau;
+              // d <= max d by definition; a pair as far as (mi, mj) may round above it, and
+              // clamping keeps tau = 1 the complete graph.
+              edge = std::min(std::sqrt(squared_distance_f64(zp + i * F, zp + j * F, F)), dmax) / dmax <= tau;
             } else {
               edge = d2 <= thr2;
             }

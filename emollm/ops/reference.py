@@ -141,8 +141,9 @@ def gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, T
     bound = (rel * (sq[:, :, None] + sq[:, None, :])).double() + torch.finfo(zf.dtype).tiny
     unsure = ((d2 - tau * tau * d_max * d_max).abs() <= bound).nonzero(as_tuple=True)
     d2 = d2.index_put(unsure, _exact_sqdist(z, *unsure))
-    # d / max d <= tau; all-equal nodes (max 0) have every normalized distance 0.
-    d_norm = torch.where(d_max > 0, d2.sqrt() / d_max.clamp_min(1e-300), 0)
+    # d / max d <= tau; all-equal nodes (max 0) have every normalized distance 0. At most 1 by
+    # definition: a pair as far as the normalizer's may round above it (tau = 1 links every pair).
+    d_norm = torch.where(d_max > 0, d2.sqrt().minimum(d_max) / d_max.clamp_min(1e-300), 0)
     eye = torch.eye(c, dtype=torch.bool, device=z.device)
     a_hat = ((d_norm <= tau) | eye) & pair_valid
     deg = a_hat.sum(-1).float()

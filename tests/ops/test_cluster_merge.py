@@ -109,3 +109,12 @@ def test_ignored_and_padded_tokens_may_hold_nan(backend):
     # A NaN inside a cluster is bad input.
     with pytest.raises(ValueError, match="NaN or Inf in a token that is merged"):
         ops.cluster_merge(x, torch.tensor([[0, 0, 1, 1]]), 2)
+
+
+def test_strided_assign_and_weight(backend):
+    """Transposed views of assign and weight (and x) read as their logical values."""
+    x = tokens(3, 6, 10).transpose(1, 2)  # [3,10,6]
+    assign = _assign(10, 3, 4).t()  # [3,10], column-major
+    weight = torch.rand(10, 3, generator=torch.Generator().manual_seed(1)).t()
+    assert not (x.is_contiguous() or assign.is_contiguous() or weight.is_contiguous())
+    close(ops.cluster_merge(x, assign, 4, weight=weight), oracle.cluster_merge(x, assign, 4, weight))

@@ -144,3 +144,19 @@ def test_propagate_ignores_bits_past_the_last_node(backend):
     h = torch.ones(1, 10, 4)
     out = ops.gcn_propagate(ops.GCNGraph(bits, torch.full((1, 10), 10 ** -0.5)), h)
     close(out, torch.ones(1, 10, 4))
+
+
+def test_tau_one_links_every_pair(backend):
+    """``d / max d <= 1`` for every pair by definition, also for pairs whose distance equals the
+    maximum in exact arithmetic but rounds above it in another summation order: mirrored pairs
+    (v, -v) and (w, -w) with w a permutation of v, and random pairs over many features."""
+    g = torch.Generator().manual_seed(0)
+    samples = []
+    for _ in range(8):
+        v = torch.randn(64, generator=g)
+        w = v[torch.randperm(64, generator=g)]
+        samples.append(torch.stack([v, -v, w, -w, 0.1 * torch.randn(64, generator=g)]))
+    mirrored = torch.stack(samples)
+    for z in (mirrored, tokens(6, 9, 300)):
+        dense = unpack_bits(ops.gcn_adjacency(z, 1.0).bits, z.shape[1])
+        assert dense.all(), dense.logical_not().nonzero().tolist()
