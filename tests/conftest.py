@@ -36,7 +36,7 @@ def pytest_collection_modifyitems(config, items):
 #   the ops hundreds of times (gradcheck, whole pipelines twice, the projector's training-style
 #   tests) take 30-430 s each. tests/kernels runs the same checks on triton at smaller sizes, and
 #   the projector keeps a few end-to-end cases on triton.
-_FAISS_MODULES = {"test_knn_density", "test_errors", "test_inference_mode"}
+_FAISS_MODULES = {"test_knn_density", "test_errors", "test_inference_mode", "test_offset"}
 _TOO_SLOW_INTERPRETED = {("test_dpc_cluster_merge", "test_gradients_match_separate_ops"),
                          ("test_gcn", "test_gradcheck"), ("test_inference_mode", "test_inference_mode")}
 _PROJECTOR_ON_INTERPRETED_TRITON = {"test_output_shape", "test_padded_tokens_change_nothing",

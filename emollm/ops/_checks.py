@@ -141,3 +141,45 @@ def check_weight(weight: Tensor) -> None:
     check_finite(weight, "weight")
     if bool((weight < 0).any()):
         raise ValueError("weight must be >= 0 (it weights a mean)")
+
+
+def _masked_stats(x: Tensor, mask: Tensor | None, acc: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Per sample: the mean ``[B,1,D]`` and the mean squared norm ``[B]`` of the valid tokens."""
+    b, n, _ = x.shape
+    sq = torch.linalg.vector_norm(x, dim=-1, dtype=acc).square()
+    if mask is None:
+        return torch.bmm(x.new_ones(b, 1, n), x).to(acc) / n, sq.mean(1)
+    count = mask.sum(1).to(acc).clamp(min=1)
+    weights = mask.to(x.dtype)[:, None, :]
+    mean = torch.bmm(weights, x).to(acc)
+    if not bool(mean.isfinite().all()):  # NaN/Inf in padded tokens (0 * NaN): mask them out
+        mean = torch.bmm(weights, x.masked_fill(~mask[..., None], 0)).to(acc)
+    return mean / count[:, None, None], torch.where(mask, sq, 0).sum(1) / count  # padding may hold NaN
+
+
+def center_for_gram(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """``(x - shift, shift)``: each sample moved by the mean of its valid tokens when that mean dominates.
+
+    The fused backends rank neighbours by ``||x_i||² + ||x_j||² − 2⟨x_i, x_j⟩`` in float32, which
+    loses small distances when every token carries a large common offset (CLIP features have a
+    few large, nearly constant channels): with ``x = 1000 + randn`` the wrong neighbours win.
+    Distances do not change under translation, so a sample whose squared mean norm exceeds half
+    its mean squared norm (the offset dominates the spread) is centered first. The test reads
+    at most 64 evenly spaced tokens per sample (the factor-2 rule needs no more); the full mean
+    and a centered copy of x are made only when some sample needs them. Returns ``(x, None)``
+    when none does; else ``shift`` is ``[B,1,D]`` in x's dtype, 0 for the other samples.
+    """
+    n = x.shape[1]
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    step = max(1, n // 64)
+    sub_mask = None if mask is None else mask[:, ::step]
+    if sub_mask is not None and not bool(sub_mask.any(1).all()):
+        step, sub_mask = 1, mask  # a sample with no valid token among the sampled ones
+    mean, mean_sq = _masked_stats(x[:, ::step], sub_mask, acc)
+    dominant = 2 * mean.square().sum(-1).squeeze(1) > mean_sq  # False with NaN: the finiteness checks say so
+    if not bool(dominant.any()):
+        return x, None
+    if step > 1:
+        mean, _ = _masked_stats(x, mask, acc)
+    shift = torch.where(dominant[:, None, None], mean, 0).to(x.dtype)
+    return x - shift, shift

@@ -18,6 +18,8 @@ def _dpc_cluster(x: Tensor, num_clusters: int, k: int, mask: Tensor | None,
     name, impl = _backend.resolve("dpc_cluster", x.device)
     if name not in _backend.CHECKS_FINITE:
         _checks.check_finite(x, "x", mask)
+    if name != "reference":  # the reference keeps Chat-UniVi's arithmetic
+        x, _ = _checks.center_for_gram(x, mask)
     with nvtx_range(f"emollm.dpc_cluster:{name}"):
         return impl(x, num_clusters, k, mask, include_self)
 

@@ -27,9 +27,22 @@ def _dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, mask: Tensor | None
     name, impl = _backend.resolve("dpc_cluster_merge", x.device)
     if name not in _backend.CHECKS_FINITE:
         _checks.check_finite(x, "x", mask)
+    shift = None
+    if impl is not _composed:  # a fused kernel (the composed ops center by themselves)
+        x, shift = _checks.center_for_gram(x, mask)
     with nvtx_range(f"emollm.dpc_cluster_merge:{name}"):
         centers, assign, merged = impl(x, num_clusters, k, mask, include_self, weight)
+    if shift is not None:  # the kernel merged centered tokens: move non-empty clusters back
+        merged = merged + shift * _has_weight(assign, weight, num_clusters)[..., None].to(merged.dtype)
     return merged, centers, assign
+
+
+def _has_weight(assign: Tensor, weight: Tensor | None, num_clusters: int) -> Tensor:
+    """``[B,C]`` bool: the cluster has members of positive total weight (else its mean is 0)."""
+    member = assign >= 0
+    w = member.to(torch.float32) if weight is None else torch.where(member, weight.float(), 0)
+    total = w.new_zeros(assign.shape[0], num_clusters).scatter_add_(1, assign.clamp(min=0), w)
+    return total > 0
 
 
 @_dpc_cluster_merge.register_fake

@@ -16,6 +16,8 @@ def _dpc_delta(x: Tensor, rho: Tensor, mask: Tensor | None) -> tuple[Tensor, Ten
     name, impl = _backend.resolve("dpc_delta", x.device)
     if name not in _backend.CHECKS_FINITE:
         _checks.check_finite(x, "x", mask)
+    if name != "reference":  # the reference keeps Chat-UniVi's arithmetic
+        x, _ = _checks.center_for_gram(x, mask)
     with nvtx_range(f"emollm.dpc_delta:{name}"):
         return impl(x, rho, mask)
 

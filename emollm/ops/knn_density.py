@@ -16,6 +16,8 @@ def _knn_density(x: Tensor, k: int, mask: Tensor | None, include_self: bool) -> 
     name, impl = _backend.resolve("knn_density", x.device)
     if name not in _backend.CHECKS_FINITE:
         _checks.check_finite(x, "x", mask)
+    if name != "reference":  # the reference keeps Chat-UniVi's arithmetic
+        x, _ = _checks.center_for_gram(x, mask)
     with nvtx_range(f"emollm.knn_density:{name}"):
         return impl(x, k, mask, include_self)
 
