@@ -160,12 +160,13 @@ class _ConversationDataset(Dataset):
 
 class EmoBenchDataset(_ConversationDataset):
     """The EmoBench records of a JSONL file (validated by :func:`read_jsonl`), media resolved
-    against the file's folder."""
+    against the file's folder. Every media file is checked up front: a JSONL moved without its
+    media fails here with file and line, not hours into a run."""
 
     records: list[EmoRecord]
 
     def __init__(self, path: str | os.PathLike, **kwargs: Any):
-        super().__init__(list(read_jsonl(path)), Path(path).parent, **kwargs)
+        super().__init__(_nonempty(list(read_jsonl(path, check_media=True)), path), Path(path).parent, **kwargs)
 
 
 class InstructionDataset(_ConversationDataset):
@@ -173,4 +174,10 @@ class InstructionDataset(_ConversationDataset):
     ``sequential`` training strategies."""
 
     def __init__(self, path: str | os.PathLike, **kwargs: Any):
-        super().__init__(read_instructions(path), Path(path).parent, **kwargs)
+        super().__init__(_nonempty(read_instructions(path), path), Path(path).parent, **kwargs)
+
+
+def _nonempty(records: list, path: str | os.PathLike) -> list:
+    if not records:
+        raise ValueError(f"{path}: no records to train on (the file is empty)")
+    return records

@@ -137,7 +137,7 @@ def read_jsonl(path: str | os.PathLike, *, check_media: bool = False) -> Iterato
     """
     path = Path(path)
     with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, line in enumerate(_text_lines(f, path), 1):
             if not line.strip():
                 continue
             try:
@@ -153,6 +153,19 @@ def read_jsonl(path: str | os.PathLike, *, check_media: bool = False) -> Iterato
                     if not os.path.exists(m["path"]):
                         raise RecordError(f"missing {m['type']} file {m['path']}", path, lineno)
             yield record
+
+
+def _text_lines(f: Iterable[str], path: Path) -> Iterator[str]:
+    """The lines of the text file ``f``; bytes that are not UTF-8 (a binary file passed by mistake)
+    raise :class:`RecordError` naming the file and line instead of a ``UnicodeDecodeError``."""
+    done = 0
+    try:
+        for line in f:
+            yield line
+            done += 1
+    except UnicodeDecodeError as e:  # decoding goes by blocks: the bad byte is at or after this line
+        raise RecordError(f"not UTF-8 text ({e.reason}) at or after line {done + 1}; is it a JSONL file?",
+                          path) from None
 
 
 def write_jsonl(records: Iterable[EmoRecord | dict], path: str | os.PathLike) -> int:

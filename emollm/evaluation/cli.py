@@ -129,7 +129,7 @@ def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]], 
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype if args.dtype != "auto" else "bfloat16" if torch.device(device).type == "cuda" else "float32"
-    records = list(read_jsonl(args.data))
+    records = list(read_jsonl(args.data, check_media=True))  # a moved JSONL fails here, not mid-run
     if args.limit is not None:
         records = records[: args.limit]
     if not records:

@@ -248,6 +248,17 @@ class EmoLLMForConditionalGeneration(EmoLLMPreTrainedModel, GenerationMixin):
         return EmoLLMCausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
                                     hidden_states=out.hidden_states, attentions=out.attentions)
 
+    def generate(self, *args, **kwargs):
+        """``GenerationMixin.generate`` that never emits a media placeholder id (``<image>``,
+        ``<video>``, ``<audio>``): such a token fed back would claim media that no input carries.
+        The placeholder ids are added to any ``suppress_tokens`` given."""
+        cfg = self.config
+        generation_config = kwargs.get("generation_config") or self.generation_config
+        given = kwargs.get("suppress_tokens", generation_config.suppress_tokens) or []
+        placeholders = (cfg.image_token_id, cfg.video_token_id, cfg.audio_token_id)
+        kwargs["suppress_tokens"] = sorted({*given, *placeholders})
+        return super().generate(*args, **kwargs)
+
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
                                       inputs_embeds=None, is_first_iteration=False, **kwargs):
         inputs = super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values,

@@ -22,7 +22,7 @@ _PRESET = TrainConfig()
 
 def cmd_train(args: argparse.Namespace) -> int:
     from emollm.training.config import load_config
-    from emollm.training.train import train
+    from emollm.training.train import TrainInputError, train
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "func", "config")}
     try:
@@ -30,7 +30,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         print(f"emollm train: {e}", file=sys.stderr)
         return 2
-    result = train(config)
+    try:
+        result = train(config)
+    except TrainInputError as e:  # a bad data file or model folder: one line, not a traceback
+        print(f"emollm train: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nemollm train: interrupted; run the same command again to continue from the last checkpoint "
+              f"in {config.output}", file=sys.stderr)
+        return 130
     resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
     print(f"trained {result.global_step} steps (mean loss {result.train_loss:.4f}{resumed}); "
           f"model and processor saved to {result.output}")

@@ -24,11 +24,17 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from emollm.data.collator import EmoBenchCollator
 from emollm.data.dataset import EmoBenchDataset, InstructionDataset
+from emollm.data.records import RecordError
 from emollm.model import NAMES, EmoLLMForConditionalGeneration, EmoLLMProcessor, apply_lora, from_named
 from emollm.training.config import TrainConfig
 from emollm.training.schedule import ScheduledDataset, schedule
 
-__all__ = ["TrainResult", "load_model", "train", "training_arguments"]
+__all__ = ["TrainInputError", "TrainResult", "load_model", "train", "training_arguments"]
+
+
+class TrainInputError(ValueError):
+    """A data file or model folder that cannot be used; the message says which and why.
+    ``emollm train`` prints it in one line (exit code 2) instead of a traceback."""
 
 
 @dataclasses.dataclass
@@ -45,8 +51,12 @@ def load_model(name_or_dir: str, seed: int = 0) -> tuple[EmoLLMForConditionalGen
         return from_named(name_or_dir, seed=seed)
     path = Path(name_or_dir)
     if not (path / "config.json").is_file():
-        raise ValueError(f"model must be one of {NAMES} or a folder saved by save_pretrained, got {name_or_dir!r}")
-    return EmoLLMForConditionalGeneration.from_pretrained(path), EmoLLMProcessor.from_pretrained(path)
+        raise TrainInputError(f"model must be one of {NAMES} or a folder saved by save_pretrained, "
+                              f"got {name_or_dir!r}")
+    try:
+        return EmoLLMForConditionalGeneration.from_pretrained(path), EmoLLMProcessor.from_pretrained(path)
+    except (OSError, ValueError) as e:  # no weights, not an EmoLLM config, no processor files
+        raise TrainInputError(f"model {name_or_dir!r} is not a loadable EmoLLM folder: {e}") from e
 
 
 def training_arguments(config: TrainConfig) -> TrainingArguments:
@@ -74,8 +84,11 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
 
 def _datasets(config: TrainConfig) -> ScheduledDataset:
     media = {"fps": config.fps, "max_frames": config.max_frames}
-    emo = EmoBenchDataset(config.data, **media)
-    general = InstructionDataset(config.general, **media) if config.strategy != "emo" else None
+    try:
+        emo = EmoBenchDataset(config.data, **media)
+        general = InstructionDataset(config.general, **media) if config.strategy != "emo" else None
+    except (RecordError, OSError, ValueError) as e:  # a missing, empty or malformed file
+        raise TrainInputError(str(e)) from e
     order = schedule(config.strategy, len(emo), len(general) if general else 0, config.epochs, config.seed)
     return ScheduledDataset([emo, general], order)
 
@@ -85,10 +98,10 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
     config.validate()
     output = Path(config.output)
     set_seed(config.seed)  # LoRA's initial A matrices come from the global RNG: same seed, same run
+    dataset = _datasets(config)  # first: a bad data file is reported before a large model loads
     model, processor = load_model(config.model, seed=config.seed)
     if config.lora:
         model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
-    dataset = _datasets(config)
     args = training_arguments(config)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=EmoBenchCollator(processor),
                       processing_class=processor, callbacks=list(callbacks))

@@ -101,6 +101,14 @@ def test_stats_fails_on_a_malformed_line_with_file_and_line(tmp_path, capsys):
     assert cli.main(["data", "stats", str(tmp_path / "none.jsonl")]) == 2
 
 
+def test_stats_refuses_a_binary_file_by_name(tmp_path, capsys):
+    # An image passed where a JSONL belongs: a one-line error naming it, not a UnicodeDecodeError.
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (8, 8)).save(path)
+    assert cli.main(["data", "stats", str(path)]) == 1
+    assert f"{path}: not UTF-8 text (invalid start byte) at or after line 1" in capsys.readouterr().err
+
+
 def test_synth_passes_only_the_given_sizes(tmp_path, monkeypatch, capsys):
     calls = []
 

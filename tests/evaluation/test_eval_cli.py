@@ -70,6 +70,18 @@ def test_bad_arguments(argv, message, tmp_path, capsys, monkeypatch):
     assert message in capsys.readouterr().err
 
 
+def test_a_jsonl_moved_without_its_media_is_refused_up_front(media_records, tmp_path, capsys):
+    # Relative media paths follow the JSONL's folder: a copy elsewhere names its first missing file.
+    _, folder = media_records
+    moved = tmp_path / "moved.jsonl"
+    moved.write_text((folder / "test.jsonl").read_text())
+    assert main(["eval", "--model", "emollm-tiny", "--data", str(moved), "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{moved}:1: missing image file {tmp_path / 'img' / 'a.png'}" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "predictions.jsonl").exists()
+
+
 def test_model_or_predictions_is_required(tmp_path):
     with pytest.raises(SystemExit):
         main(["eval", "--out", str(tmp_path)])

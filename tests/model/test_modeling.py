@@ -170,3 +170,29 @@ def test_media_change_the_logits(tiny, media):
     with torch.no_grad():
         a, b = model(**batch).logits[:, -1], model(**other).logits[:, -1]
     assert not torch.allclose(a, b)
+
+
+def test_generate_never_emits_a_placeholder(tiny, media):
+    # A model that prefers placeholder ids (all three pushed to the top of the logits) must still
+    # decode: a generated <audio> fed back at the next step would claim audio that no input carries.
+    model, processor = tiny
+    cfg = model.config
+    placeholders = [cfg.image_token_id, cfg.video_token_id, cfg.audio_token_id]
+
+    def favour_placeholders(module, args, logits):
+        logits = logits.clone()
+        logits[..., placeholders] += 1e4
+        return logits
+
+    texts, picks = BATCHES["mixed"]
+    prompts = [t.rsplit("ASSISTANT:", 1)[0] + "ASSISTANT:" for t in texts]
+    batch = processor(prompts, **{k: [media[k][i] for i in idx] for k, idx in picks.items()})
+    hook = model.lm_head.register_forward_hook(favour_placeholders)
+    try:
+        out = model.generate(**batch, max_new_tokens=4, min_new_tokens=4, do_sample=False,
+                             pad_token_id=processor.tokenizer.pad_token_id, suppress_tokens=[5])
+    finally:
+        hook.remove()
+    new = out[:, batch["input_ids"].shape[1]:]
+    assert new.shape == (len(prompts), 4)
+    assert not torch.isin(new, torch.tensor([*placeholders, 5])).any()

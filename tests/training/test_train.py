@@ -1,6 +1,7 @@
 """emollm train: settings, data order per strategy, a short run, resumption, and that it learns."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -203,3 +204,48 @@ def test_synthetic_emobench_is_learned_well_above_chance(tmp_path):
     assert metrics["overall"]["macro"] >= chance + 0.3, per_task
     for task in ("emo-c", "emo-o", "intent", "humor", "hate"):
         assert per_task[task] >= CHANCE[task] + 0.15, per_task
+
+
+# ---- bad input: one line on stderr, exit code 2, no traceback ----
+
+@pytest.mark.parametrize(("case", "match"), [
+    ("missing data", "No such file"),
+    ("malformed data", r"bad\.jsonl:2: not valid JSON"),
+    ("empty data", r"empty\.jsonl: no records to train on"),
+    ("moved data", r"moved\.jsonl:1: missing image file"),
+    ("not a model", "not a loadable EmoLLM folder"),
+])
+def test_bad_inputs_are_reported_in_one_line(synth, tmp_path, capsys, case, match):
+    train_file = synth["train"]
+    first = train_file.read_text().splitlines()[0]
+    (tmp_path / "bad.jsonl").write_text("\n{not json\n")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    (tmp_path / "moved.jsonl").write_text(first + "\n")  # its media paths are relative to synth/, not here
+    (tmp_path / "weightless").mkdir()
+    (tmp_path / "weightless" / "config.json").write_text("{}")
+    model, data = {
+        "missing data": ("emollm-tiny", tmp_path / "nope.jsonl"),
+        "malformed data": ("emollm-tiny", tmp_path / "bad.jsonl"),
+        "empty data": ("emollm-tiny", tmp_path / "empty.jsonl"),
+        "moved data": ("emollm-tiny", tmp_path / "moved.jsonl"),
+        "not a model": (str(tmp_path / "weightless"), train_file),
+    }[case]
+    code = cli_main(["train", "--model", model, "--data", str(data), "--output", str(tmp_path / "run"),
+                     "--max-steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("emollm train: ") and "Traceback" not in err
+    assert re.search(match, err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_ends_with_a_line_and_exit_code_130(synth, tmp_path, capsys, monkeypatch):
+    def interrupted(config, callbacks=()):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("emollm.training.train.train", interrupted)
+    code = cli_main(["train", "--model", "emollm-tiny", "--data", str(synth["train"]),
+                     "--output", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert f"interrupted; run the same command again to continue from the last checkpoint in {tmp_path / 'run'}" in err
