@@ -101,6 +101,10 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
     dataset = _datasets(config)  # first: a bad data file is reported before a large model loads
     model, processor = load_model(config.model, seed=config.seed)
     if config.lora:
+        # Recorded as the adapters' base_model_name_or_path, so `emollm eval` of a checkpoint finds
+        # it. (A named random set-up such as emollm-tiny is rebuilt with seed 0 there: checkpoints
+        # of runs with another --seed need the merged final output instead.)
+        model.name_or_path = config.model if config.model in NAMES else str(Path(config.model).resolve())
         model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
     args = training_arguments(config)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=EmoBenchCollator(processor),

@@ -135,6 +135,9 @@ def test_short_lora_run_saves_a_merged_loadable_model(synth, tmp_path):
     history = json.loads((tmp_path / "run" / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
     losses = [h["loss"] for h in history if "loss" in h]
     assert len(losses) == 3 and all(0 < v < 20 for v in losses)
+    # The adapters name their base, so `emollm eval --model CHECKPOINT` needs no --base-model.
+    adapter = json.loads((tmp_path / "run" / "checkpoint-3" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "emollm-tiny"
     model = EmoLLMForConditionalGeneration.from_pretrained(tmp_path / "run")  # plain EmoLLM: LoRA merged
     assert not any("lora" in name for name, _ in model.named_parameters())
     processor = EmoLLMProcessor.from_pretrained(tmp_path / "run")
