@@ -172,6 +172,11 @@ class EmoLLMProcessor(ProcessorMixin):
         if padding_side is not None:
             tok_kwargs["padding_side"] = padding_side
         encoded = self.tokenizer(expanded, return_tensors="pt", **tok_kwargs)
+        if padding_side is not None and hasattr(self.tokenizer, "_tokenizer"):
+            # A fast tokenizer keeps the last call's padding (side included) in its Rust backend,
+            # and save_pretrained writes it to tokenizer.json: a one-off padding_side="left" would
+            # become the saved processor's default. Reset it (every call sets its own padding).
+            self.tokenizer._tokenizer.no_padding()
         data.update(encoded)
         return BatchFeature(data=data, tensor_type=return_tensors)
 

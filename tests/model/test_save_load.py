@@ -72,3 +72,14 @@ def test_processor_round_trip(tiny, media, saved):
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert loaded.tokenizer.chat_template == processor.tokenizer.chat_template
+
+
+def test_one_off_padding_side_is_not_saved(tmp_path):
+    from emollm.model import from_named
+
+    _, processor = from_named("emollm-tiny", seed=0)
+    processor(["USER: hi ASSISTANT:", "USER: a longer prompt ASSISTANT:"], padding_side="left")
+    processor.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path)
+    ids = loaded(["USER: hi ASSISTANT:", "USER: a longer prompt ASSISTANT:"])["attention_mask"]
+    assert ids[0, 0] == 1 and ids[0, -1] == 0  # padded on the right, the tokenizer's own default
