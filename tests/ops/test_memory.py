@@ -49,3 +49,12 @@ def test_reference_needs_n_squared():
     """The check above can fail: the reference materializes N x N (8192² floats = 256 MiB each)."""
     extra = extra_peak_mb("reference", 8192, 16)
     assert extra > 256, f"reference grew the peak RSS by only {extra:.0f} MB"
+
+
+@pytest.mark.skipif("cpu" not in ops.available_backends(), reason="needs emollm._C")
+def test_cpu_dpc_cluster_at_n_32768_within_n_times_k_plus_tile():
+    # Issue 3's large-N case at a size CI can run: O(N·(k + tile)) extra memory, with k = 5 and
+    # tile = 256 rows: N·(k + tile) float32 is 33 MiB; one N x N float32 matrix would be 4 GiB.
+    n, k, tile = 32768, 5, 256
+    extra = extra_peak_mb("cpu", n, 64)
+    assert extra <= n * (k + tile) * 4 / 2**20, f"dpc_cluster at N={n} grew the peak RSS by {extra:.0f} MB"
