@@ -5,6 +5,7 @@ MAX_JOBS=N             parallel compile jobs (default: all cores)
 TORCH_CUDA_ARCH_LIST   e.g. "9.0" (default: the visible GPU's, else 8.0;9.0)
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -17,9 +18,18 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 
 
-def _nvcc() -> Path:
+def _cuda_home() -> Path | None:
+    """The CUDA toolkit: $CUDA_HOME / $CUDA_PATH, /usr/local/cuda, or the folder above nvcc on PATH.
+    Each must hold include/cuda_runtime.h: an nvcc on PATH may be a wrapper script elsewhere."""
     found = shutil.which("nvcc")
-    return Path(found) if found else Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin/nvcc"
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda",
+                  found and Path(found).resolve().parent.parent]
+    return next((Path(c) for c in candidates if c and (Path(c) / "include/cuda_runtime.h").is_file()), None)
+
+
+def _nvcc() -> Path:
+    home = _cuda_home()
+    return home / "bin/nvcc" if home else Path(shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc")
 
 
 def _want_cuda() -> bool:
@@ -53,7 +63,10 @@ class CMakeBuild(build_ext):
         import torch.utils
 
         out_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
-        build_dir = Path(self.build_temp).resolve() / ext.name
+        # One CMake tree per interpreter and torch: a cache configured for another environment
+        # (make test-lower builds beside make test) would link the other torch.
+        env_key = hashlib.sha1(f"{sys.executable}|{torch.__version__}".encode()).hexdigest()[:10]
+        build_dir = Path(self.build_temp).resolve() / f"{ext.name}-{env_key}"
         build_dir.mkdir(parents=True, exist_ok=True)
         cuda = _want_cuda()
         args = [
@@ -64,7 +77,14 @@ class CMakeBuild(build_ext):
             f"-DEMOLLM_WITH_CUDA={'ON' if cuda else 'OFF'}",
         ]
         if cuda:
-            args += [f"-DCMAKE_CUDA_ARCHITECTURES={_cuda_archs()}", f"-DCMAKE_CUDA_COMPILER={_nvcc()}"]
+            args.append(f"-DCMAKE_CUDA_ARCHITECTURES={_cuda_archs()}")
+        if torch.version.cuda and (home := _cuda_home()):
+            # A CUDA build of torch makes find_package(Torch) look for the toolkit even when the
+            # extension is CPU-only; CMake guesses it from nvcc, which can be a wrapper elsewhere.
+            args += [f"-DCMAKE_CUDA_COMPILER={home / 'bin/nvcc'}", f"-DCUDAToolkit_ROOT={home}",
+                     f"-DCUDA_TOOLKIT_ROOT_DIR={home}"]
+        elif cuda:
+            args.append(f"-DCMAKE_CUDA_COMPILER={_nvcc()}")
         # cmake and ninja from pip live next to this Python, which need not be on PATH.
         env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
         cmake = shutil.which("cmake", path=env["PATH"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for _machine when run as a script
@@ -51,7 +51,7 @@ def provenance(raw: dict) -> dict:
         **here,
         # pytest-benchmark records the commit when it measures; prefer that over HEAD now.
         "commit": {"id": commit["id"], "dirty": commit.get("dirty")} if commit.get("id") else here["commit"],
-        "date": raw.get("datetime") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": raw.get("datetime") or datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

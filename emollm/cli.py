@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -31,23 +32,39 @@ from emollm.ops import _backend
 STAGES = ((64, 5), (32, 3), (16, 3))  # (num_clusters, k) per stage, the paper's settings
 TAU = 0.1
 CLIP_WIDTH = 1024  # CLIP ViT-L/14's token width: the timing table runs at this size
-DEMO_EXTRAS = ("matplotlib", "skimage", "PIL")  # what `pip install emollm[demo]` brings
 # `emollm data|prompts|train|eval ...`: modules with an ``add_commands(subparsers)`` function.
 COMMAND_MODULES = ("emollm.data.cli", "emollm.prompting.cli", "emollm.training.cli", "emollm.evaluation.cli")
 _DEVICE_ONLY = {"cpu": "cpu", "triton": "cuda", "cuda": "cuda"}  # backends tied to one device type
 
 
+# The optional packages `emollm env` reports, each with the distributions that provide it.
+OPTIONAL_PACKAGES = {"transformers": ("transformers",), "peft": ("peft",), "accelerate": ("accelerate",),
+                     "triton": ("triton",), "faiss": ("faiss-cpu", "faiss-gpu"), "nvtx": ("nvtx",)}
+
+
+def installed_version(*distributions: str) -> str | None:
+    """The version of the first of ``distributions`` that is installed, else None."""
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
 def cmd_env(args: argparse.Namespace) -> int:
-    print(f"emollm   {emollm.__version__} ({Path(emollm.__file__).parent})")
-    print(f"torch    {torch.__version__}")
-    print(f"python   {platform.python_version()} ({sys.executable})")
-    print(f"CPU      {cpu_name()}: {os.cpu_count()} logical cores, torch uses {torch.get_num_threads()} threads")
+    print(f"emollm       {emollm.__version__} ({Path(emollm.__file__).parent})")
+    print(f"torch        {torch.__version__}")
+    for package, distributions in OPTIONAL_PACKAGES.items():
+        print(f"{package:<12} {installed_version(*distributions) or 'not installed'}")
+    print(f"python       {platform.python_version()} ({sys.executable})")
+    print(f"CPU          {cpu_name()}: {os.cpu_count()} logical cores, torch uses {torch.get_num_threads()} threads")
     if torch.cuda.is_available():
         names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-        print(f"CUDA     available (CUDA {torch.version.cuda}): {names}")
+        print(f"CUDA         available (CUDA {torch.version.cuda}): {names}")
     else:
         built = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        print(f"CUDA     not available (this torch is {built})")
+        print(f"CUDA         not available (this torch is {built})")
     if _extension.C is not None:
         print(f"emollm._C compiled extension: loaded ({_extension.C.__file__})")
     else:
@@ -110,14 +127,7 @@ def _fallbacks(name: str, device: torch.device) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    try:
-        from emollm import demo
-    except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] not in DEMO_EXTRAS:
-            raise
-        print(f"emollm demo draws with matplotlib and scikit-image ({e.name} is missing): "
-              "pip install emollm[demo]", file=sys.stderr)
-        return 1
+    from emollm import demo
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     specs = [s.strip() for s in args.images.split(",") if s.strip()] if args.images else list(demo.SAMPLES)
     if args.small:
@@ -183,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     env = sub.add_parser("env", help="versions, CPU/CUDA, the compiled extension and the backends")
-    env.set_defaults(func=cmd_env)
+    env.set_defaults(func=cmd_env, extra=None)
 
     demo = sub.add_parser("demo", help="cluster real photos in MVP's three stages, draw them, time every backend")
     demo.add_argument("--out", default="demo-out",
@@ -196,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--repeat", type=int, default=5, help="timed runs per backend (default: 5)")
     demo.add_argument("--small", action="store_true", help="the first image only: seconds, for tests")
     demo.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda if available, else cpu")
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(func=cmd_demo, extra="demo")
 
     # The workflow commands live next to their code; each module adds its own subcommands and
     # keeps heavy imports (transformers, the model) inside the command functions.
@@ -214,4 +224,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--tau must lie in [0, 1]")
     if getattr(args, "device", None) == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device here (see `python -m emollm env`)")
-    return args.func(args)
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``args.func(args)``; a missing optional package ends in one line naming the extra that
+    brings it (exit code 2), since each command imports its dependencies only when it runs."""
+    try:
+        return args.func(args)
+    except ImportError as e:
+        missing = next((err.name for err in (e, e.__cause__) if isinstance(err, ModuleNotFoundError) and err.name),
+                       None)
+        extra = getattr(args, "extra", None)
+        if missing is None or missing.split(".")[0] == "emollm" or extra is None:
+            raise
+        command = " ".join(filter(None, (args.command, getattr(args, f"{args.command}_command", None))))
+        print(f"emollm {command}: needs {missing.split('.')[0]}, which is not installed: "
+              f"pip install 'emollm[{extra}]'", file=sys.stderr)
+        return 2

@@ -20,6 +20,15 @@ CPU_BACKENDS = [b for b in ops.available_backends() if b in ("reference", "cpu",
                 or (b == "triton" and os.environ.get("TRITON_INTERPRET") == "1")]
 
 
+def pytest_report_header(config):
+    # Which emollm (source tree or an installed wheel) and which releases this run tests.
+    import emollm
+    from emollm.cli import OPTIONAL_PACKAGES, installed_version
+
+    versions = ", ".join(f"{p} {installed_version(*d) or '-'}" for p, d in OPTIONAL_PACKAGES.items())
+    return [f"emollm: {emollm.__file__}", f"torch {torch.__version__}, {versions}"]
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -15,10 +15,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def test_env_lists_every_backend_and_the_extension():
     out = subprocess.run([sys.executable, "-m", "emollm", "env"], capture_output=True, text=True, check=True).stdout
-    assert "reference" in out
+    backends = out.split("\nbackends:\n", 1)[1]
+    assert "reference" in backends
     for name, (ok, _) in ops.backend_status().items():
         # One line per backend, and its state as backend_status reports it.
-        line = next(line for line in out.splitlines() if line.split()[:1] == [name])
+        line = next(line for line in backends.splitlines() if line.split()[:1] == [name])
         assert line.split()[1] == ("available" if ok else "missing")
     assert ("emollm._C compiled extension: loaded" in out) == (_extension.C is not None)
 
@@ -114,8 +115,52 @@ def test_demo_without_the_extra_says_how_to_get_it(tmp_path, capsys, monkeypatch
     monkeypatch.setitem(sys.modules, "skimage", None)  # `import skimage` now fails
     monkeypatch.delitem(sys.modules, "emollm.demo", raising=False)
     monkeypatch.delattr(emollm, "demo", raising=False)
-    assert cli.main(["demo", "--out", str(tmp_path), "--small"]) == 1
-    assert "pip install emollm[demo]" in capsys.readouterr().err
+    assert cli.main(["demo", "--out", str(tmp_path), "--small"]) == 2
+    assert "pip install 'emollm[demo]'" in capsys.readouterr().err
+
+
+# Every optional package, by import name; with all of them gone the CLI must still start.
+OPTIONAL_MODULES = ["PIL", "av", "scipy", "tqdm", "transformers", "peft", "accelerate", "yaml", "matplotlib",
+                    "skimage", "faiss", "triton", "nvtx"]
+_WITHOUT_EXTRAS = f"""
+import sys
+for name in {OPTIONAL_MODULES!r}:
+    sys.modules[name] = None  # `import name` now raises ModuleNotFoundError
+from emollm.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _cli_without_extras(*args, cwd):
+    return subprocess.run([sys.executable, "-c", _WITHOUT_EXTRAS, *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("args", [["env"], ["--help"], ["data", "--help"], ["data", "stats", "--help"],
+                                  ["train", "--help"], ["eval", "--help"], ["prompts", "show", "--help"]])
+def test_cli_starts_with_the_base_dependencies_only(tmp_path, args):
+    proc = _cli_without_extras(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(("args", "extra"), [
+    (["data", "synth", "--out", "synth"], "data"),
+    (["train", "--model", "emollm-tiny", "--data", "train.jsonl", "--output", "run"], "train"),
+    (["demo", "--small"], "demo"),
+])
+def test_a_missing_extra_is_named_in_one_line(tmp_path, args, extra):
+    proc = _cli_without_extras(*args, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"pip install 'emollm[{extra}]'" in proc.stderr
+
+
+def test_env_reports_the_versions_errors_depend_on():
+    out = subprocess.run([sys.executable, "-m", "emollm", "env"], capture_output=True, text=True, check=True).stdout
+    versions = out.split("\nbackends:\n", 1)[0]
+    for package, distributions in cli.OPTIONAL_PACKAGES.items():
+        line = next(line for line in versions.splitlines() if line.split()[:1] == [package])
+        assert line.split()[1] == (cli.installed_version(*distributions) or "not")
 
 
 @pytest.mark.parametrize("args", [["--repeat", "0"], ["--tau", "1.5"]])

@@ -109,15 +109,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--absolute-paths", action="store_true",
                        help="write absolute media paths (default: relative to the output file's folder)")
     build.add_argument("--no-progress", action="store_true", help="no progress bar")
-    build.set_defaults(func=cmd_build)
+    build.set_defaults(func=cmd_build, extra="data")
 
     stats = commands.add_parser("stats", help="records per task, source and label")
     stats.add_argument("files", nargs="+", metavar="FILE", help="EmoBench JSONL files")
-    stats.set_defaults(func=cmd_stats)
+    stats.set_defaults(func=cmd_stats, extra=None)
 
     synth = commands.add_parser("synth", help="write a small synthetic EmoBench (train.jsonl, test.jsonl)")
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--train", type=_positive, help="training records (default: write_synthetic's)")
     synth.add_argument("--test", type=_positive, help="test records (default: write_synthetic's)")
     synth.add_argument("--seed", type=int, help="random seed (default: write_synthetic's)")
-    synth.set_defaults(func=cmd_synth)
+    synth.set_defaults(func=cmd_synth, extra="data")

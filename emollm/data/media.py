@@ -17,9 +17,12 @@ import os
 import wave
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+
+if TYPE_CHECKING:  # Pillow is imported where an image is opened: re-scoring answers needs no media
+    from PIL import Image
 
 __all__ = ["MAX_FRAMES", "SAMPLING_RATE", "frame_times", "load_audio", "load_image", "load_video", "resample"]
 
@@ -39,6 +42,8 @@ def _require_av():
 
 def load_image(path: str | os.PathLike) -> Image.Image:
     """The image at ``path`` as an RGB ``PIL.Image`` (fully loaded, file closed)."""
+    from PIL import Image
+
     with Image.open(path) as im:
         return im.convert("RGB")
 

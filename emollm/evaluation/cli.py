@@ -48,7 +48,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="keep the answers already in OUT/predictions.jsonl")
     p.add_argument("--max-unparseable", type=int, default=50, help="unparseable answers listed in report.md")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, extra="eval")
 
 
 def _resolve_base(spec: str, adapter_dir: Path) -> str:

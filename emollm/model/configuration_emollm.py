@@ -7,7 +7,6 @@ from typing import Any, ClassVar, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPVisionConfig, LlamaConfig, PretrainedConfig, WhisperConfig
-from transformers.configuration_utils import SubConfigSpec
 
 from emollm.projector import MVPProjector
 
@@ -42,19 +41,18 @@ class EmoLLMConfig(PretrainedConfig):
     """
 
     model_type = "emollm"
-    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
-        "vision_config": SubConfigSpec(
-            config_class=CLIPVisionConfig,
-            init_kwargs={"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
-                         "num_attention_heads": 16, "patch_size": 14, "image_size": 224, "projection_dim": 768},
-        ),
-        "audio_config": SubConfigSpec(
-            config_class=WhisperConfig,
-            init_kwargs={"d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8, "encoder_ffn_dim": 2048,
+    # The sub-configs are built here rather than through transformers' ``SubConfigSpec`` (5.20+),
+    # so that one class serves every supported release (emollm/model/_compat.py).
+    sub_configs: ClassVar[dict[str, type[PretrainedConfig]]] = {
+        "vision_config": CLIPVisionConfig, "audio_config": WhisperConfig, "text_config": LlamaConfig,
+    }
+    sub_config_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "vision_config": {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24,
+                          "num_attention_heads": 16, "patch_size": 14, "image_size": 224, "projection_dim": 768},
+        "audio_config": {"d_model": 512, "encoder_layers": 6, "encoder_attention_heads": 8, "encoder_ffn_dim": 2048,
                          "decoder_layers": 6, "decoder_attention_heads": 8, "decoder_ffn_dim": 2048,
                          "num_mel_bins": 80, "max_source_positions": 1500},
-        ),
-        "text_config": SubConfigSpec(config_class=LlamaConfig),
+        "text_config": {},
     }
 
     vision_config: dict | PretrainedConfig | None = None
@@ -74,6 +72,15 @@ class EmoLLMConfig(PretrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        for key, config_class in self.sub_configs.items():
+            value = getattr(self, key)
+            if value is None:
+                value = config_class(**self.sub_config_defaults[key])
+            elif isinstance(value, dict):
+                value = config_class(**{k: v for k, v in value.items() if k != "model_type"})
+            elif not isinstance(value, config_class):
+                raise TypeError(f"{key} must be a {config_class.__name__} or a dict, got {type(value).__name__}")
+            setattr(self, key, value)
         super().__post_init__(**kwargs)
         mvp = {**mvp_defaults(), **(self.mvp or {})}
         mvp["stages"] = [[int(c), int(k)] for c, k in mvp["stages"]]

@@ -14,9 +14,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 from transformers import AutoModel, CLIPVisionModel, GenerationMixin, PreTrainedModel
-from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_outputs import CausalLMOutputWithPast
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from emollm.model._compat import CACHE_NAME, one_cache
 from emollm.model.configuration_emollm import EmoLLMConfig
 from emollm.projector import MVPProjector
 
@@ -27,15 +28,10 @@ MULTIMODAL_INPUTS = ("pixel_values", "pixel_values_videos", "video_frame_mask", 
 
 
 @dataclass
-class EmoLLMCausalLMOutput(ModelOutput):
-    """``loss`` (scalar, with ``labels``), ``logits`` ``[B,L,V]``, ``past_key_values``, ``hidden_states``,
-    ``attentions`` (the LM's)."""
-
-    loss: Tensor | None = None
-    logits: Tensor | None = None
-    past_key_values: object | None = None
-    hidden_states: tuple[Tensor, ...] | None = None
-    attentions: tuple[Tensor, ...] | None = None
+class EmoLLMCausalLMOutput(CausalLMOutputWithPast):
+    """``loss`` (scalar, with ``labels``), ``logits`` ``[B,L,V]``, the KV cache, ``hidden_states``,
+    ``attentions`` (the LM's). The cache field is the installed transformers' own: ``cache`` from
+    5.24 on, ``past_key_values`` before (``emollm.model._compat.CACHE_NAME``)."""
 
 
 class EmoLLMPreTrainedModel(PreTrainedModel):
@@ -44,7 +40,7 @@ class EmoLLMPreTrainedModel(PreTrainedModel):
     base_model_prefix = "model"
     input_modalities = ("image", "video", "audio", "text")
     supports_gradient_checkpointing = True
-    _skip_keys_device_placement: ClassVar[list[str]] = ["past_key_values"]
+    _skip_keys_device_placement: ClassVar[list[str]] = ["cache", "past_key_values"]
     _no_split_modules: ClassVar[list[str]] = ["LlamaDecoderLayer", "CLIPEncoderLayer", "WhisperEncoderLayer"]
     _supports_flash_attn = True
     _supports_sdpa = True
@@ -189,13 +185,15 @@ class EmoLLMModel(EmoLLMPreTrainedModel):
     def forward(self, input_ids: Tensor | None = None, pixel_values: Tensor | None = None,
                 pixel_values_videos: Tensor | None = None, video_frame_mask: Tensor | None = None,
                 input_features: Tensor | None = None, attention_mask: Tensor | None = None,
-                position_ids: Tensor | None = None, past_key_values=None, inputs_embeds: Tensor | None = None,
-                **kwargs):
-        """Returns the LM body's output (``last_hidden_state`` ``[B,L,d_text]``, ``past_key_values``...)."""
+                position_ids: Tensor | None = None, cache=None, inputs_embeds: Tensor | None = None,
+                past_key_values=None, **kwargs):
+        """Returns the LM body's output (``last_hidden_state`` ``[B,L,d_text]``, the KV cache...). The
+        cache is accepted as ``cache`` or ``past_key_values`` on every supported transformers."""
         inputs_embeds = self.embed(input_ids, inputs_embeds, pixel_values, pixel_values_videos, video_frame_mask,
                                    input_features)
+        kwargs[CACHE_NAME] = one_cache(cache, past_key_values)
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                   position_ids=position_ids, past_key_values=past_key_values, **kwargs)
+                                   position_ids=position_ids, **kwargs)
 
 
 class EmoLLMForConditionalGeneration(EmoLLMPreTrainedModel, GenerationMixin):
@@ -232,12 +230,13 @@ class EmoLLMForConditionalGeneration(EmoLLMPreTrainedModel, GenerationMixin):
     def forward(self, input_ids: Tensor | None = None, pixel_values: Tensor | None = None,
                 pixel_values_videos: Tensor | None = None, video_frame_mask: Tensor | None = None,
                 input_features: Tensor | None = None, attention_mask: Tensor | None = None,
-                position_ids: Tensor | None = None, past_key_values=None, inputs_embeds: Tensor | None = None,
-                labels: Tensor | None = None, logits_to_keep: int | Tensor = 0, **kwargs) -> EmoLLMCausalLMOutput:
+                position_ids: Tensor | None = None, cache=None, inputs_embeds: Tensor | None = None,
+                labels: Tensor | None = None, logits_to_keep: int | Tensor = 0, past_key_values=None,
+                **kwargs) -> EmoLLMCausalLMOutput:
         out = self.model(input_ids=input_ids, pixel_values=pixel_values, pixel_values_videos=pixel_values_videos,
                          video_frame_mask=video_frame_mask, input_features=input_features,
-                         attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
-                         inputs_embeds=inputs_embeds, **kwargs)
+                         attention_mask=attention_mask, position_ids=position_ids,
+                         cache=one_cache(cache, past_key_values), inputs_embeds=inputs_embeds, **kwargs)
         hidden = out.last_hidden_state
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden[:, keep, :])
@@ -245,8 +244,8 @@ class EmoLLMForConditionalGeneration(EmoLLMPreTrainedModel, GenerationMixin):
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size,
                                       **kwargs)
-        return EmoLLMCausalLMOutput(loss=loss, logits=logits, past_key_values=out.past_key_values,
-                                    hidden_states=out.hidden_states, attentions=out.attentions)
+        return EmoLLMCausalLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states,
+                                    attentions=out.attentions, **{CACHE_NAME: getattr(out, CACHE_NAME)})
 
     def generate(self, *args, **kwargs):
         """``GenerationMixin.generate`` that never emits a media placeholder id (``<image>``,
@@ -259,11 +258,9 @@ class EmoLLMForConditionalGeneration(EmoLLMPreTrainedModel, GenerationMixin):
         kwargs["suppress_tokens"] = sorted({*given, *placeholders})
         return super().generate(*args, **kwargs)
 
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
-                                      inputs_embeds=None, is_first_iteration=False, **kwargs):
-        inputs = super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values,
-                                                       attention_mask=attention_mask, inputs_embeds=inputs_embeds,
-                                                       is_first_iteration=is_first_iteration, **kwargs)
+    def prepare_inputs_for_generation(self, *args, is_first_iteration=False, **kwargs):
+        # The cache arrives under the installed release's name and goes on to GenerationMixin as it came.
+        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
         # After prefill the media live in the KV cache; feeding them again would fail the
         # placeholder count (the new token holds none) and waste an encoder pass.
         if not is_first_iteration and kwargs.get("use_cache", True):

@@ -152,7 +152,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                      help="first retry's wait in seconds, doubled per retry, unless Retry-After says (default: 1)")
     gen.add_argument("--frames", type=_positive_int, default=4, help="frames sent per video (default: 4)")
     gen.add_argument("--no-progress", action="store_true", help="no progress bar")
-    gen.set_defaults(func=cmd_generate)
+    gen.set_defaults(func=cmd_generate, extra="data")
 
     embed = commands.add_parser(
         "embed", help="store each exemplar's mean CLIP patch token, for nearest selection",
@@ -163,8 +163,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     embed.add_argument("--layer", type=int, default=-2, help="hidden state averaged (default: -2)")
     embed.add_argument("--frames", type=_positive_int, default=4, help="frames per video (default: 4)")
     embed.add_argument("--overwrite", action="store_true", help="recompute embeddings that are already there")
-    embed.set_defaults(func=cmd_embed)
+    embed.set_defaults(func=cmd_embed, extra="model,data")
 
     show = commands.add_parser("show", help="exemplars per task in a store")
     show.add_argument("store", help="the exemplar store (JSONL)")
-    show.set_defaults(func=cmd_show)
+    show.set_defaults(func=cmd_show, extra=None)

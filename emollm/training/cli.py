@@ -24,7 +24,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from emollm.training.config import load_config
     from emollm.training.train import TrainInputError, train
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "func", "config")}
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "func", "extra", "config")}
     try:
         config = load_config(args.config, **flags)
     except (ValueError, OSError) as e:
@@ -79,4 +79,4 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, help=f"data loading processes (default: {_PRESET.num_workers})")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="default: where CUDA supports it")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, extra="train")

@@ -26,6 +26,7 @@ from emollm.data.collator import EmoBenchCollator
 from emollm.data.dataset import EmoBenchDataset, InstructionDataset
 from emollm.data.records import RecordError
 from emollm.model import NAMES, EmoLLMForConditionalGeneration, EmoLLMProcessor, apply_lora, from_named
+from emollm.model._compat import checkpointing_argument
 from emollm.training.config import TrainConfig
 from emollm.training.schedule import ScheduledDataset, schedule
 
@@ -70,7 +71,7 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         lr_scheduler_type="cosine", warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the steps
         logging_steps=config.logging_steps, save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=config.save_total_limit, seed=config.seed, data_seed=config.seed, bf16=bf16,
-        activation_checkpointing=config.gradient_checkpointing, dataloader_num_workers=config.num_workers,
+        dataloader_num_workers=config.num_workers, **{checkpointing_argument(): config.gradient_checkpointing},
         dataloader_pin_memory=torch.cuda.is_available(),
         train_sampling_strategy="sequential", remove_unused_columns=False, report_to="none",
     )

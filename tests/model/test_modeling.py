@@ -3,6 +3,8 @@ import math
 import pytest
 import torch
 
+from emollm.model._compat import CACHE_NAME, one_cache
+
 # Prompt + answer per sample; the answer (after "ASSISTANT:") is what the loss is taken on.
 BATCHES = {
     "image": (["USER: <image>\nHow does she feel? ASSISTANT: happy", "USER: <image> and <image> ASSISTANT: sad"],
@@ -160,6 +162,48 @@ def test_generate_cached_equals_uncached(tiny, media, name):
     assert torch.equal(cached, uncached)
     texts_out = processor.batch_decode(cached[:, prompt_len:], skip_special_tokens=True)
     assert len(texts_out) == len(prompts) and all(isinstance(t, str) for t in texts_out)
+
+
+@pytest.mark.parametrize("name", ["image+audio", "text"])
+def test_generate_reuses_the_kv_cache(tiny, media, name):
+    # A cache that is dropped between steps still decodes the right tokens (the test above passes),
+    # only every step then re-runs the whole sequence. So watch what reaches the language model:
+    # the prompt once, then one new token per step, each time with the cache of the step before.
+    model, processor = tiny
+    texts, picks = BATCHES[name]
+    prompts = [t.rsplit("ASSISTANT:", 1)[0] + "ASSISTANT:" for t in texts]
+    batch = processor(prompts, **{k: [media[k][i] for i in idx] for k, idx in picks.items()}, padding_side="left")
+    calls = []
+
+    def record(module, args, kwargs):
+        cache = one_cache(kwargs.get("cache"), kwargs.get("past_key_values"))
+        calls.append((kwargs["inputs_embeds"].shape[1], None if cache is None else cache.get_seq_length()))
+
+    hook = model.model.language_model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        model.generate(**batch, max_new_tokens=5, min_new_tokens=5, do_sample=False,
+                       pad_token_id=processor.tokenizer.pad_token_id)
+    finally:
+        hook.remove()
+    prompt_len = batch["input_ids"].shape[1]
+    assert calls[0] == (prompt_len, 0)
+    assert calls[1:] == [(1, prompt_len + step) for step in range(4)]
+
+
+def test_output_carries_the_cache_under_the_installed_name(tiny, media):
+    # transformers >= 5.24 reads outputs["cache"], earlier releases outputs["past_key_values"].
+    model, processor = tiny
+    batch = processor(["USER: <image> feel? ASSISTANT:"], images=media["images"][:1])
+    with torch.no_grad():
+        out = model(**batch, use_cache=True)
+        assert CACHE_NAME in out and out[CACHE_NAME].get_seq_length() == batch["input_ids"].shape[1]
+        # Both names are accepted as input; one step on top of the prompt's cache.
+        step = {"input_ids": batch["input_ids"][:, -1:], "use_cache": True}
+        for name in ("cache", "past_key_values"):
+            cache = model(**batch, use_cache=True)[CACHE_NAME]
+            assert model(**step, **{name: cache})[CACHE_NAME].get_seq_length() == batch["input_ids"].shape[1] + 1
+        with pytest.raises(ValueError, match="not both"):
+            model(**step, cache=cache, past_key_values=cache)
 
 
 def test_media_change_the_logits(tiny, media):
