@@ -3,7 +3,7 @@
 Each benchmark group is one op at one shape; its rows ("providers") are ``reference``, every
 other backend (skipped, with the reason, where it is not available or does not run on the
 benchmark device) and, for the distance-bound ops, ``bmm``: one ``torch.bmm(x, xᵀ)`` of the
-same shape, the GEMM that any exact method must at least match (DESIGN.md §8).
+same shape, the GEMM that any exact method must at least match (docs/design.md#performance-targets).
 
     python -m pytest benchmarks --benchmark-json results.json
     python benchmarks/report.py results.json
@@ -30,8 +30,6 @@ from emollm import ops
 from emollm.ops import _backend
 
 DEVICE = torch.device(os.environ.get("EMOLLM_BENCH_DEVICE", "cpu"))
-_CUDA_ONLY = {"triton", "cuda"}
-_CPU_ONLY = {"cpu"}
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -40,26 +38,26 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 
 def _skip_reason(name: str, op: str) -> str | None:
-    ok, detail = ops.backend_status()[name]
+    backend = _backend.get(name)
+    ok, detail = backend.status()
     if not ok:
         return f"{name} not available: {detail}"
-    if name in _CUDA_ONLY and DEVICE.type != "cuda":
-        return f"{name} runs on CUDA tensors; set EMOLLM_BENCH_DEVICE=cuda on a GPU machine"
-    if name in _CPU_ONLY and DEVICE.type != "cpu":
-        return f"{name} runs on CPU tensors only"
-    with ops.use_backend(name):
-        runs = _backend.selected(op, DEVICE)
-    if runs != name:
+    if not backend.runs_on(DEVICE):
+        hint = "; set EMOLLM_BENCH_DEVICE=cuda on a GPU machine" if "cuda" in backend.devices else ""
+        return f"{name} runs on {'/'.join(sorted(backend.devices))} tensors, not {DEVICE.type}{hint}"
+    if backend.interpreted:
+        return f"{name} runs in an interpreter here: its timings would mean nothing"
+    if not _backend.implements(name, op):
         # A backend without this op falls through to the automatic choice: its row would
         # silently time another backend under its name.
-        return f"{name} does not implement {op} (would run {runs})"
+        return f"{name} does not implement {op}"
     return None
 
 
 def providers(op: str, *, floor: bool = False) -> list:
     """``pytest.param`` per provider of ``op``, ``reference`` first; ``bmm`` too if ``floor``."""
     params = []
-    for name in ["reference", *(b for b in ops.backend_status() if b != "reference")]:
+    for name in ["reference", *(b for b in ops.backends() if b != "reference")]:
         reason = _skip_reason(name, op)
         marks = [pytest.mark.skip(reason=reason)] if reason else []
         params.append(pytest.param(name, marks=marks, id=name))

@@ -1,5 +1,5 @@
 // The CUDA kernels (csrc/cuda/*.cu, C ABI in cuda/kernels.h) as the CUDA implementations of the
-// torch.ops.emollm_C ops that csrc/bindings.cpp declares. Compiled only with EMOLLM_WITH_CUDA.
+// torch.ops.emollm_C ops whose schemas csrc/cpu/<op>.cpp define. Compiled only with EMOLLM_WITH_CUDA.
 // Here: argument checks, allocation through the caching allocator (scratch included), the
 // current stream, and dpc_cluster composed of knn_density, dpc_delta, a stable top-C sort of
 // rho * delta in ATen, and the nearest-center kernel.

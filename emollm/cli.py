@@ -34,7 +34,6 @@ TAU = 0.1
 CLIP_WIDTH = 1024  # CLIP ViT-L/14's token width: the timing table runs at this size
 # `emollm data|prompts|train|eval ...`: modules with an ``add_commands(subparsers)`` function.
 COMMAND_MODULES = ("emollm.data.cli", "emollm.prompting.cli", "emollm.training.cli", "emollm.evaluation.cli")
-_DEVICE_ONLY = {"cpu": "cpu", "triton": "cuda", "cuda": "cuda"}  # backends tied to one device type
 
 
 # The optional packages `emollm env` reports, each with the distributions that provide it.
@@ -116,14 +115,13 @@ def _agreement(assigns: list[torch.Tensor], oracle: list[torch.Tensor]) -> str:
 
 
 def _demo_backends(device: torch.device) -> list[str]:
-    return [b for b in ops.available_backends() if _DEVICE_ONLY.get(b, device.type) == device.type]
+    return [name for name, b in ops.backends().items() if b.runs_on(device) and b.available()]
 
 
-def _fallbacks(name: str, device: torch.device) -> list[str]:
+def _fallbacks(name: str) -> list[str]:
     """Pipeline ops that ``name`` lacks; those run on the automatic choice under its row."""
-    with ops.use_backend(name):
-        return [op for op in ("dpc_cluster", "cluster_merge", "gcn_adjacency", "gcn_propagate")
-                if _backend.selected(op, device) != name]
+    return [op for op in ("dpc_cluster", "cluster_merge", "gcn_adjacency", "gcn_propagate")
+            if not _backend.implements(name, op)]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -181,7 +179,7 @@ def timing_table(x: torch.Tensor, repeat: int, tau: float, what: str = "tokens")
         stage_ms = "".join(f"{t:>12.2f}" for t in r["stages"])
         lines.append(f"{name:<10}{r['total']:>10.2f}{stage_ms}{ref['total'] / r['total']:>9.2f}×  {agree}")
     for name in results:
-        if name != "reference" and (missing := _fallbacks(name, x.device)):
+        if name != "reference" and (missing := _fallbacks(name)):
             lines.append(f"note: {name} has no {', '.join(missing)}; its row runs those on the automatic choice")
     lines.append("all backends agree with reference" if all_agree else "SOME BACKENDS DISAGREE WITH REFERENCE")
     print("\n" + "\n".join(lines[2:]))

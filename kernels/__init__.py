@@ -1,26 +1,11 @@
-"""Triton kernels, installed as ``emollm.kernels``: the ``triton`` backend (issue 3).
+"""Triton kernels, installed as ``emollm.kernels``: the ``triton`` backend's kernels.
 
-Each module holds the kernels of one op and registers its launcher with
-``emollm.ops._backend.register(op, "triton")``, with the same signature as the op's ``cpu``
-implementation. They run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (set
-before the first import of triton: that is how CI checks them without a GPU).
+Each module ``kernels/<op>.py`` holds the kernels of one op and registers its launcher with
+``emollm.ops._backend.register(op, "triton")``, taking the op's arguments in the op's order.
+``emollm/ops/_triton.py`` declares the backend and imports every module here. They run on CUDA
+tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (set before the first import of triton:
+that is how CI checks them without a GPU). How they work: docs/kernels.md.
+
+Importing this package does nothing else: run from the repository root, it is also importable as
+a top-level ``kernels`` (transformers probes for a package of that name).
 """
-
-from __future__ import annotations
-
-import importlib.util
-
-AVAILABLE = importlib.util.find_spec("triton") is not None
-MODULES = ("knn_density", "dpc_delta", "dpc_cluster", "cluster_merge", "gcn")
-
-
-def load() -> list[str]:
-    """Imports the kernel modules that exist (each registers itself); returns their names."""
-    if not AVAILABLE:
-        return []
-    loaded = []
-    for name in MODULES:
-        if importlib.util.find_spec(f"emollm.kernels.{name}") is not None:
-            importlib.import_module(f"emollm.kernels.{name}")
-            loaded.append(name)
-    return loaded

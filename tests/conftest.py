@@ -10,14 +10,15 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from emollm import ops
+from emollm.ops import _backend
 
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-# Backends that run on CPU tensors here. The triton backend joins under TRITON_INTERPRET=1.
-CPU_BACKENDS = [b for b in ops.available_backends() if b in ("reference", "cpu", "faiss")
-                or (b == "triton" and os.environ.get("TRITON_INTERPRET") == "1")]
+# Backends whose kernels run on CPU tensors here (triton joins in its interpreter).
+CPU_BACKENDS = [name for name, b in ops.backends().items() if b.runs_on("cpu") and b.available()]
+ALL_OPS = tuple(_backend._contracts)
 
 
 def pytest_report_header(config):
@@ -26,7 +27,8 @@ def pytest_report_header(config):
     from emollm.cli import OPTIONAL_PACKAGES, installed_version
 
     versions = ", ".join(f"{p} {installed_version(*d) or '-'}" for p, d in OPTIONAL_PACKAGES.items())
-    return [f"emollm: {emollm.__file__}", f"torch {torch.__version__}, {versions}"]
+    return [f"emollm: {emollm.__file__}", f"torch {torch.__version__}, {versions}",
+            f"backends on CPU tensors: {', '.join(CPU_BACKENDS)}"]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -38,39 +40,30 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# Which backends a test that takes the `backend` fixture runs on. Left out, with the reason:
-# - faiss implements knn_density only; elsewhere it falls through to cpu and would re-run cpu's
-#   cases under another name.
-# - triton in the interpreter (no GPU), where a kernel launch costs milliseconds: tests that call
-#   the ops hundreds of times (gradcheck, whole pipelines twice, the projector's training-style
-#   tests) take 30-430 s each. tests/kernels runs the same checks on triton at smaller sizes, and
-#   the projector keeps a few end-to-end cases on triton.
-_FAISS_MODULES = {"test_knn_density", "test_errors", "test_inference_mode", "test_offset"}
-_TOO_SLOW_INTERPRETED = {("test_dpc_cluster_merge", "test_gradients_match_separate_ops"),
-                         ("test_gcn", "test_gradcheck"), ("test_inference_mode", "test_inference_mode")}
-_PROJECTOR_ON_INTERPRETED_TRITON = {"test_output_shape", "test_padded_tokens_change_nothing",
-                                    "test_expand_event_is_the_projector_over_its_frames"}
-
-
-def backends_for(module: str, function: str, in_projector: bool) -> list[str]:
+def backends_for(definition) -> list[str]:
+    """The backends a test that takes the ``backend`` fixture runs on, from its markers:
+    ``@pytest.mark.ops(...)`` names the ops it exercises (default: every op), and a backend runs
+    it only if it implements one of them (faiss, which has knn_density only, would otherwise
+    re-run cpu's cases under its name); ``@pytest.mark.not_interpreted`` leaves out interpreted
+    backends (Triton's interpreter costs milliseconds per launch; tests/kernels runs the same
+    checks on triton at smaller sizes)."""
+    marker = definition.get_closest_marker("ops")
+    wanted = marker.args if marker else ALL_OPS
+    heavy = definition.get_closest_marker("not_interpreted") is not None
     names = []
-    for b in CPU_BACKENDS:
-        if b == "faiss" and module not in _FAISS_MODULES:
+    for name in CPU_BACKENDS:
+        implemented = [op for op in wanted if _backend.implements(name, op)]
+        if not implemented or (marker is None and len(implemented) < len(ALL_OPS)):
             continue
-        if b == "triton" and not torch.cuda.is_available():
-            if (module, function) in _TOO_SLOW_INTERPRETED:
-                continue
-            if in_projector and function not in _PROJECTOR_ON_INTERPRETED_TRITON:
-                continue
-        names.append(b)
+        if heavy and ops.backends()[name].interpreted:
+            continue
+        names.append(name)
     return names
 
 
 def pytest_generate_tests(metafunc):
     if "backend" in metafunc.fixturenames:
-        module = metafunc.module.__name__.rsplit(".", 1)[-1]
-        in_projector = "projector" in str(metafunc.definition.path.parent)
-        names = backends_for(module, metafunc.function.__name__, in_projector)
+        names = backends_for(metafunc.definition)
         metafunc.parametrize("backend", [pytest.param(b, marks=[pytest.mark.triton] if b == "triton" else [], id=b)
                                          for b in names], indirect=True)
 

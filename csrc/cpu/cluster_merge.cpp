@@ -3,8 +3,9 @@
 // sample's tokens once and accumulates into a C x slice buffer in f32 (f64 for double).
 #include <ATen/OpMathType.h>
 
+#include <torch/library.h>
+
 #include "cpu/common.h"
-#include "cpu/ops.h"
 
 namespace emollm::cpu {
 
@@ -60,3 +61,28 @@ at::Tensor cluster_merge(const at::Tensor& x, const at::Tensor& assign, int64_t 
 }
 
 }  // namespace emollm::cpu
+
+// The op's schema and CPU kernel under torch.ops.emollm_C (the Python op's arguments, in order).
+// These checks only guard the kernel against direct calls; emollm.ops checks with clear errors.
+namespace {
+
+at::Tensor cluster_merge_op(const at::Tensor& x, const at::Tensor& assign, int64_t num_clusters,
+                         const std::optional<at::Tensor>& weight) {
+  emollm::cpu::check_tokens(x, "x");
+  TORCH_CHECK(assign.dim() == 2 && assign.size(0) == x.size(0) && assign.size(1) == x.size(1), "assign must be [B, N]");
+  TORCH_CHECK(num_clusters >= 1, "num_clusters must be >= 1");
+  if (weight.has_value())
+    TORCH_CHECK(weight->dim() == 2 && weight->size(0) == x.size(0) && weight->size(1) == x.size(1), "weight must be [B, N]");
+  return emollm::cpu::cluster_merge(x.detach(), assign, num_clusters,
+                                    weight.has_value() ? std::optional<at::Tensor>(weight->detach()) : weight);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(emollm_C, m) {
+  m.def("cluster_merge(Tensor x, Tensor assign, int num_clusters, Tensor? weight) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(emollm_C, CPU, m) {
+  m.impl("cluster_merge", &cluster_merge_op);
+}

@@ -12,9 +12,23 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <vector>
 
 namespace emollm::cpu {
+
+// Argument guards of the registered kernels (csrc/cpu/<op>.cpp).
+inline void check_tokens(const at::Tensor& x, const char* name) {
+  TORCH_CHECK(x.dim() == 3, name, " must be [B, N, D], got ", x.sizes());
+  TORCH_CHECK(at::isFloatingType(x.scalar_type()), name, " must be floating point, got ", x.scalar_type());
+}
+
+inline void check_mask(const std::optional<at::Tensor>& mask, const at::Tensor& x) {
+  if (!mask.has_value()) return;
+  TORCH_CHECK(mask->scalar_type() == at::kBool, "mask must be bool, got ", mask->scalar_type());
+  TORCH_CHECK(mask->dim() == 2 && mask->size(0) == x.size(0) && mask->size(1) == x.size(1),
+              "mask must be [B, N] = [", x.size(0), ", ", x.size(1), "], got ", mask->sizes());
+}
 
 // Rows per Gram tile for a sample of n tokens. Large n: 256 (a 256 KiB float tile, L2-sized, and
 // BLAS calls big enough to run near peak): at N=16384, D=1024 on 2 cores, 1.68 s against 2.16 s

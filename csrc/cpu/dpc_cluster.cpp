@@ -4,8 +4,9 @@
 // centers and the nearest-center assignment through one [n, C] GEMM per row tile.
 // dpc_cluster_merge adds the per-cluster weighted mean right after the assignment, while the
 // sample's tokens are still in cache (one op instead of dpc_cluster + cluster_merge).
+#include <torch/library.h>
+
 #include "cpu/common.h"
-#include "cpu/ops.h"
 
 namespace emollm::cpu {
 
@@ -185,3 +186,43 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dpc_cluster_merge(const at::Tenso
 }
 
 }  // namespace emollm::cpu
+
+// The op's schema and CPU kernel under torch.ops.emollm_C (the Python op's arguments, in order).
+// These checks only guard the kernel against direct calls; emollm.ops checks with clear errors.
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> dpc_cluster_op(const at::Tensor& x, int64_t num_clusters, int64_t k,
+                                               const std::optional<at::Tensor>& mask, bool include_self) {
+  emollm::cpu::check_tokens(x, "x");
+  emollm::cpu::check_mask(mask, x);
+  TORCH_CHECK(num_clusters >= 1 && num_clusters <= x.size(1), "num_clusters out of range: ", num_clusters);
+  TORCH_CHECK(k >= 1 && k <= x.size(1) - (include_self ? 0 : 1), "k out of range: ", k);
+  return emollm::cpu::dpc_cluster(x.detach(), num_clusters, k, mask, include_self);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> dpc_cluster_merge_op(const at::Tensor& x, int64_t num_clusters, int64_t k,
+                                                                 const std::optional<at::Tensor>& mask,
+                                                                 bool include_self,
+                                                                 const std::optional<at::Tensor>& weight) {
+  emollm::cpu::check_tokens(x, "x");
+  emollm::cpu::check_mask(mask, x);
+  TORCH_CHECK(num_clusters >= 1 && num_clusters <= x.size(1), "num_clusters out of range: ", num_clusters);
+  TORCH_CHECK(k >= 1 && k <= x.size(1) - (include_self ? 0 : 1), "k out of range: ", k);
+  if (weight.has_value())
+    TORCH_CHECK(weight->dim() == 2 && weight->size(0) == x.size(0) && weight->size(1) == x.size(1), "weight must be [B, N]");
+  return emollm::cpu::dpc_cluster_merge(x.detach(), num_clusters, k, mask, include_self,
+                                        weight.has_value() ? std::optional<at::Tensor>(weight->detach()) : weight);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(emollm_C, m) {
+  m.def("dpc_cluster(Tensor x, int num_clusters, int k, Tensor? mask, bool include_self) -> (Tensor, Tensor)");
+  m.def("dpc_cluster_merge(Tensor x, int num_clusters, int k, Tensor? mask, bool include_self, Tensor? weight) -> "
+        "(Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(emollm_C, CPU, m) {
+  m.impl("dpc_cluster", &dpc_cluster_op);
+  m.impl("dpc_cluster_merge", &dpc_cluster_merge_op);
+}

@@ -1,8 +1,9 @@
 // dpc_delta on CPU: distance to the nearest denser token, by a tiled scan that never holds more
 // than s.tile x s.tile distances per thread. Rows are split between threads, so each thread owns
 // its rows' running minimum and no merge is needed.
+#include <torch/library.h>
+
 #include "cpu/common.h"
-#include "cpu/ops.h"
 
 namespace emollm::cpu {
 
@@ -95,3 +96,25 @@ std::tuple<at::Tensor, at::Tensor> dpc_delta(const at::Tensor& x, const at::Tens
 }
 
 }  // namespace emollm::cpu
+
+// The op's schema and CPU kernel under torch.ops.emollm_C (the Python op's arguments, in order).
+// These checks only guard the kernel against direct calls; emollm.ops checks with clear errors.
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> dpc_delta_op(const at::Tensor& x, const at::Tensor& rho,
+                                             const std::optional<at::Tensor>& mask) {
+  emollm::cpu::check_tokens(x, "x");
+  emollm::cpu::check_mask(mask, x);
+  TORCH_CHECK(rho.dim() == 2 && rho.size(0) == x.size(0) && rho.size(1) == x.size(1), "rho must be [B, N]");
+  return emollm::cpu::dpc_delta(x.detach(), rho.detach(), mask);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(emollm_C, m) {
+  m.def("dpc_delta(Tensor x, Tensor rho, Tensor? mask) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(emollm_C, CPU, m) {
+  m.impl("dpc_delta", &dpc_delta_op);
+}

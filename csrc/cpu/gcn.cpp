@@ -4,8 +4,9 @@
 // O(edges * F) instead of O(C^2 * F).
 #include <ATen/OpMathType.h>
 
+#include <torch/library.h>
+
 #include "cpu/common.h"
-#include "cpu/ops.h"
 
 namespace emollm::cpu {
 
@@ -129,3 +130,36 @@ at::Tensor gcn_propagate(const at::Tensor& bits, const at::Tensor& dinv, const a
 }
 
 }  // namespace emollm::cpu
+
+// The op's schema and CPU kernel under torch.ops.emollm_C (the Python op's arguments, in order).
+// These checks only guard the kernel against direct calls; emollm.ops checks with clear errors.
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> gcn_adjacency_op(const at::Tensor& z, double tau, const std::optional<at::Tensor>& mask) {
+  emollm::cpu::check_tokens(z, "z");
+  emollm::cpu::check_mask(mask, z);
+  TORCH_CHECK(tau >= 0.0 && tau <= 1.0, "tau must lie in [0, 1], got ", tau);
+  return emollm::cpu::gcn_adjacency(z.detach(), tau, mask);
+}
+
+at::Tensor gcn_propagate_op(const at::Tensor& bits, const at::Tensor& dinv, const at::Tensor& h) {
+  emollm::cpu::check_tokens(h, "h");
+  const int64_t B = h.size(0), C = h.size(1);
+  TORCH_CHECK(bits.scalar_type() == at::kLong && bits.dim() == 3 && bits.size(0) == B && bits.size(1) == C &&
+                  bits.size(2) == (C + 63) / 64,
+              "bits must be int64 [B, C, ceil(C/64)]");
+  TORCH_CHECK(dinv.dim() == 2 && dinv.size(0) == B && dinv.size(1) == C, "dinv must be [B, C]");
+  return emollm::cpu::gcn_propagate(bits, dinv.detach(), h.detach());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(emollm_C, m) {
+  m.def("gcn_adjacency(Tensor z, float tau, Tensor? mask) -> (Tensor, Tensor)");
+  m.def("gcn_propagate(Tensor bits, Tensor dinv, Tensor h) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(emollm_C, CPU, m) {
+  m.impl("gcn_adjacency", &gcn_adjacency_op);
+  m.impl("gcn_propagate", &gcn_propagate_op);
+}

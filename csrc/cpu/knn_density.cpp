@@ -4,8 +4,9 @@
 // BLAS, and since it is symmetric each tile pair (I <= J) is computed once and offered to the
 // k-nearest lists of both its rows and its columns (half the GEMM work of cdist). Extra memory:
 // one tile and the n x k lists per thread.
+#include <torch/library.h>
+
 #include "cpu/common.h"
-#include "cpu/ops.h"
 
 namespace emollm::cpu {
 
@@ -87,3 +88,24 @@ at::Tensor knn_density(const at::Tensor& x, int64_t k, const std::optional<at::T
 }
 
 }  // namespace emollm::cpu
+
+// The op's schema and CPU kernel under torch.ops.emollm_C (the Python op's arguments, in order).
+// These checks only guard the kernel against direct calls; emollm.ops checks with clear errors.
+namespace {
+
+at::Tensor knn_density_op(const at::Tensor& x, int64_t k, const std::optional<at::Tensor>& mask, bool include_self) {
+  emollm::cpu::check_tokens(x, "x");
+  emollm::cpu::check_mask(mask, x);
+  TORCH_CHECK(k >= 1 && k <= x.size(1) - (include_self ? 0 : 1), "k out of range: ", k);
+  return emollm::cpu::knn_density(x.detach(), k, mask, include_self);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(emollm_C, m) {
+  m.def("knn_density(Tensor x, int k, Tensor? mask, bool include_self) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(emollm_C, CPU, m) {
+  m.impl("knn_density", &knn_density_op);
+}

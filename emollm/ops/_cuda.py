@@ -1,42 +1,51 @@
 """The ``cuda`` backend: the CUDA kernels of ``emollm._C`` (csrc/cuda, built with CUDA).
 
-``knn_density``, ``dpc_delta`` and ``dpc_cluster`` (knn_density, dpc_delta, a stable top-C of
-``rho * delta`` and the nearest-center kernel); the other ops fall through to the automatic
-choice. The kernels keep a row's k nearest one per lane of a warp, so they take ``k <= 32``;
-a larger ``k`` runs on the next backend of the automatic order (``triton``, else
-``reference``), since the paper's stages use k = 5 and 3.
+``knn_density``, ``dpc_delta`` and ``dpc_cluster`` (a stable top-C of ``rho * delta`` and the
+nearest-center kernel), registered by ``csrc/cuda_ops.cpp`` under ``torch.ops.emollm_C``; the
+other ops fall through to the automatic choice. The kernels keep a row's k nearest one per lane
+of a warp, so they take ``k <= 32``; a larger ``k`` goes to the next backend of the automatic
+order (the paper's stages use k = 5 and 3). How they work: docs/cuda.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import torch
+
 from emollm import _extension
 from emollm.ops import _backend
+from emollm.ops._cpu import extension_kernel
 
 MAX_K = 32
+_K_ARGUMENT = {"knn_density": 1, "dpc_cluster": 2}  # where k sits in the op's arguments
 
 
-def _fallback(op: str):
-    """The implementation of ``op`` that runs where the cuda kernels do not: triton, else reference."""
-    impls = _backend._impls[op]
-    if "triton" in impls and _backend._status["triton"]()[0]:
-        return impls["triton"]
-    return impls["reference"]
+def _status() -> tuple[bool, str]:
+    if _extension.C is None:
+        return False, f"the compiled extension emollm._C is missing ({_extension.import_error})"
+    if not _extension.C.with_cuda:
+        return False, ("emollm._C was built without CUDA; rebuild with a CUDA build of torch and nvcc on PATH: "
+                       "`EMOLLM_CUDA=1 pip install --no-build-isolation -e .`")
+    if not torch.cuda.is_available():
+        return False, "emollm._C has the CUDA kernels, but no CUDA GPU is visible"
+    return True, "emollm._C CUDA kernels (csrc/cuda)"
 
 
-@_backend.register("knn_density", "cuda")
-def knn_density(x, k, mask, include_self):
-    if k > MAX_K:
-        return _fallback("knn_density")(x, k, mask, include_self)
-    return _extension.C.ops.knn_density(x, k, mask, include_self)
+def _kernel(op: str) -> Callable | None:
+    kernel = extension_kernel(op, "CUDA")
+    if kernel is None or op not in _K_ARGUMENT:
+        return kernel
+
+    def run(*args):
+        if args[_K_ARGUMENT[op]] <= MAX_K:
+            return kernel(*args)
+        after = _backend.automatic(op, args[0].device, after="cuda")
+        return _backend.implementation(op, after)(*args)
+
+    return run
 
 
-@_backend.register("dpc_delta", "cuda")
-def dpc_delta(x, rho, mask):
-    return tuple(_extension.C.ops.dpc_delta(x, rho, mask))
-
-
-@_backend.register("dpc_cluster", "cuda")
-def dpc_cluster(x, num_clusters, k, mask, include_self):
-    if k > MAX_K:
-        return _fallback("dpc_cluster")(x, num_clusters, k, mask, include_self)
-    return tuple(_extension.C.ops.dpc_cluster(x, num_clusters, k, mask, include_self))
+BACKEND = _backend.declare(_backend.Backend(
+    "cuda", devices=frozenset({"cuda"}), auto_rank={"cuda": 0}, status=_status, kernels=_kernel,
+))

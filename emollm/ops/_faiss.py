@@ -18,7 +18,7 @@ import importlib.util
 import torch
 from torch import Tensor
 
-from emollm.ops import _backend
+from emollm.ops._backend import Backend, declare, register
 
 AVAILABLE = importlib.util.find_spec("faiss") is not None
 _RECOMPUTE_ROWS = 4096  # rows per chunk when recomputing the selected distances exactly
@@ -83,7 +83,7 @@ def _sample_density(points: Tensor, k: int, include_self: bool) -> Tensor:
     return torch.exp(-(sq / d).mean(1)).float()
 
 
-@_backend.register("knn_density", "faiss")
+@register("knn_density", "faiss")
 def knn_density(x: Tensor, k: int, mask: Tensor | None, include_self: bool) -> Tensor:
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     rho = torch.zeros(x.shape[:2], dtype=torch.float32, device=x.device)
@@ -101,3 +101,8 @@ def status() -> tuple[bool, str]:
         return False, "install the extra: `pip install emollm[faiss]` (faiss-cpu) or `emollm[faiss-gpu]`"
     gpus = gpu_count()
     return True, f"FAISS {_faiss().__version__}: exact kNN for knn_density ({gpus} GPU(s) usable)"
+
+
+# Any device (a GPU index with faiss-gpu); never chosen automatically: the cpu kernel is faster
+# on CPU at every size measured (benchmarks/test_bench_knn_density.py).
+BACKEND = declare(Backend("faiss", devices=frozenset({"cpu", "cuda"}), status=status))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from emollm import _extension
 from emollm.ops import _backend, _checks
-from emollm.profiling import nvtx_range
+
+_backend.define(_backend.OpContract("dpc_cluster", tokens="x", mask="mask", centered=True))
 
 
 @torch.library.custom_op("emollm::dpc_cluster", mutates_args=())
@@ -15,24 +15,13 @@ def _dpc_cluster(x: Tensor, num_clusters: int, k: int, mask: Tensor | None,
                  include_self: bool) -> tuple[Tensor, Tensor]:
     _checks.check_valid_count(mask, k, k if include_self else k + 1, "k")
     _checks.check_valid_count(mask, num_clusters, num_clusters, "num_clusters")
-    name, impl = _backend.resolve("dpc_cluster", x.device)
-    if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(x, "x", mask)
-    if name != "reference":  # the reference keeps Chat-UniVi's arithmetic
-        x, _ = _checks.center_for_gram(x, mask)
-    with nvtx_range(f"emollm.dpc_cluster:{name}"):
-        return impl(x, num_clusters, k, mask, include_self)
+    return _backend.call("dpc_cluster", x=x, num_clusters=num_clusters, k=k, mask=mask, include_self=include_self)
 
 
 @_dpc_cluster.register_fake
 def _(x, num_clusters, k, mask, include_self):
     b, n = x.shape[:2]
     return x.new_empty((b, num_clusters), dtype=torch.int64), x.new_empty((b, n), dtype=torch.int64)
-
-
-@_backend.register("dpc_cluster", "cpu")
-def _cpu(x, num_clusters, k, mask, include_self):
-    return tuple(_extension.C.ops.dpc_cluster(x, num_clusters, k, mask, include_self))
 
 
 def dpc_cluster(x: Tensor, num_clusters: int, k: int, *, mask: Tensor | None = None,

@@ -9,10 +9,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from emollm import _extension
 from emollm.ops import _backend, _checks
 from emollm.ops.cluster_merge import merge_backward
-from emollm.profiling import nvtx_range
+
+
+def _uncenter(out: tuple[Tensor, Tensor, Tensor], shift: Tensor, args: dict) -> tuple[Tensor, Tensor, Tensor]:
+    # The kernel merged centred tokens: move the clusters with members back by the shift.
+    centers, assign, merged = out
+    has_weight = _has_weight(assign, args["weight"], args["num_clusters"])
+    return centers, assign, merged + shift * has_weight[..., None].to(merged.dtype)
+
+
+_backend.define(_backend.OpContract("dpc_cluster_merge", tokens="x", mask="mask", centered=True, uncenter=_uncenter))
 
 
 @torch.library.custom_op("emollm::dpc_cluster_merge", mutates_args=())
@@ -24,16 +32,8 @@ def _dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, mask: Tensor | None
     _checks.check_valid_count(mask, num_clusters, num_clusters, "num_clusters")
     if weight is not None:
         _checks.check_weight(weight)
-    name, impl = _backend.resolve("dpc_cluster_merge", x.device)
-    if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(x, "x", mask)
-    shift = None
-    if impl is not _composed:  # a fused kernel (the composed ops center by themselves)
-        x, shift = _checks.center_for_gram(x, mask)
-    with nvtx_range(f"emollm.dpc_cluster_merge:{name}"):
-        centers, assign, merged = impl(x, num_clusters, k, mask, include_self, weight)
-    if shift is not None:  # the kernel merged centered tokens: move non-empty clusters back
-        merged = merged + shift * _has_weight(assign, weight, num_clusters)[..., None].to(merged.dtype)
+    centers, assign, merged = _backend.call("dpc_cluster_merge", x=x, num_clusters=num_clusters, k=k, mask=mask,
+                                            include_self=include_self, weight=weight)
     return merged, centers, assign
 
 
@@ -50,17 +50,6 @@ def _(x, num_clusters, k, mask, include_self, weight):
     b, n, d = x.shape
     long = dict(dtype=torch.int64)
     return x.new_empty((b, num_clusters, d)), x.new_empty((b, num_clusters), **long), x.new_empty((b, n), **long)
-
-
-@_backend.register("dpc_cluster_merge", "reference")
-def _composed(x, num_clusters, k, mask, include_self, weight):
-    centers, assign = torch.ops.emollm.dpc_cluster(x, num_clusters, k, mask, include_self)
-    return centers, assign, torch.ops.emollm.cluster_merge(x, assign, num_clusters, weight)
-
-
-@_backend.register("dpc_cluster_merge", "cpu")
-def _cpu(x, num_clusters, k, mask, include_self, weight):
-    return tuple(_extension.C.ops.dpc_cluster_merge(x, num_clusters, k, mask, include_self, weight))
 
 
 def _setup_context(ctx, inputs, output):

@@ -5,32 +5,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from emollm import _extension
 from emollm.ops import _backend, _checks
-from emollm.profiling import nvtx_range
+
+_backend.define(_backend.OpContract("dpc_delta", tokens="x", mask="mask", centered=True))
 
 
 @torch.library.custom_op("emollm::dpc_delta", mutates_args=())
 def _dpc_delta(x: Tensor, rho: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     _checks.check_finite(rho, "rho", mask)
-    name, impl = _backend.resolve("dpc_delta", x.device)
-    if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(x, "x", mask)
-    if name != "reference":  # the reference keeps Chat-UniVi's arithmetic
-        x, _ = _checks.center_for_gram(x, mask)
-    with nvtx_range(f"emollm.dpc_delta:{name}"):
-        return impl(x, rho, mask)
+    return _backend.call("dpc_delta", x=x, rho=rho, mask=mask)
 
 
 @_dpc_delta.register_fake
 def _(x, rho, mask):
     shape = x.shape[:2]
     return x.new_empty(shape, dtype=torch.float32), x.new_empty(shape, dtype=torch.int64)
-
-
-@_backend.register("dpc_delta", "cpu")
-def _cpu(x, rho, mask):
-    return tuple(_extension.C.ops.dpc_delta(x, rho, mask))
 
 
 def dpc_delta(x: Tensor, rho: Tensor, *, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -8,9 +8,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from emollm import _extension
 from emollm.ops import _backend, _checks
-from emollm.profiling import nvtx_range
+
+_backend.define(_backend.OpContract("gcn_adjacency", tokens="z", mask="mask"))
+_backend.define(_backend.OpContract("gcn_propagate"))
 
 
 class GCNGraph(NamedTuple):
@@ -38,11 +39,7 @@ class GCNGraph(NamedTuple):
 
 @torch.library.custom_op("emollm::gcn_adjacency", mutates_args=())
 def _gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    name, impl = _backend.resolve("gcn_adjacency", z.device)
-    if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(z, "z", mask)
-    with nvtx_range(f"emollm.gcn_adjacency:{name}"):
-        return impl(z, tau, mask)
+    return _backend.call("gcn_adjacency", z=z, tau=tau, mask=mask)
 
 
 @_gcn_adjacency.register_fake
@@ -60,26 +57,14 @@ def _adjacency_backward(ctx, grad_bits, grad_dinv):
 _gcn_adjacency.register_autograd(_adjacency_backward, setup_context=lambda ctx, inputs, output: None)
 
 
-@_backend.register("gcn_adjacency", "cpu")
-def _cpu_adjacency(z, tau, mask):
-    return tuple(_extension.C.ops.gcn_adjacency(z, tau, mask))
-
-
 @torch.library.custom_op("emollm::gcn_propagate", mutates_args=())
 def _gcn_propagate(bits: Tensor, dinv: Tensor, h: Tensor) -> Tensor:
-    name, impl = _backend.resolve("gcn_propagate", h.device)
-    with nvtx_range(f"emollm.gcn_propagate:{name}"):
-        return impl(bits, dinv, h)
+    return _backend.call("gcn_propagate", bits=bits, dinv=dinv, h=h)
 
 
 @_gcn_propagate.register_fake
 def _(bits, dinv, h):
     return torch.empty_like(h)
-
-
-@_backend.register("gcn_propagate", "cpu")
-def _cpu_propagate(bits, dinv, h):
-    return _extension.C.ops.gcn_propagate(bits, dinv, h)
 
 
 def _propagate_setup(ctx, inputs, output):

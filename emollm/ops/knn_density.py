@@ -5,31 +5,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from emollm import _extension
 from emollm.ops import _backend, _checks
-from emollm.profiling import nvtx_range
+
+_backend.define(_backend.OpContract("knn_density", tokens="x", mask="mask", centered=True))
 
 
 @torch.library.custom_op("emollm::knn_density", mutates_args=())
 def _knn_density(x: Tensor, k: int, mask: Tensor | None, include_self: bool) -> Tensor:
     _checks.check_valid_count(mask, k, k if include_self else k + 1, "k")
-    name, impl = _backend.resolve("knn_density", x.device)
-    if name not in _backend.CHECKS_FINITE:
-        _checks.check_finite(x, "x", mask)
-    if name != "reference":  # the reference keeps Chat-UniVi's arithmetic
-        x, _ = _checks.center_for_gram(x, mask)
-    with nvtx_range(f"emollm.knn_density:{name}"):
-        return impl(x, k, mask, include_self)
+    return _backend.call("knn_density", x=x, k=k, mask=mask, include_self=include_self)
 
 
 @_knn_density.register_fake
 def _(x, k, mask, include_self):
     return x.new_empty(x.shape[:2], dtype=torch.float32)
-
-
-@_backend.register("knn_density", "cpu")
-def _cpu(x, k, mask, include_self):
-    return _extension.C.ops.knn_density(x, k, mask, include_self)
 
 
 def knn_density(x: Tensor, k: int, *, mask: Tensor | None = None, include_self: bool = True) -> Tensor:

@@ -13,7 +13,14 @@ import math
 import torch
 from torch import Tensor
 
-from emollm.ops._backend import register
+from emollm.ops._backend import ANY_DEVICE, Backend, declare, register
+
+# The readable spec: runs on every device, and is the automatic choice only where no other
+# backend runs (last in every order). It keeps Chat-UniVi's arithmetic, so it is not centred.
+BACKEND = declare(Backend(
+    "reference", devices=frozenset({ANY_DEVICE}), auto_rank={ANY_DEVICE: 1000}, wants_centered=False,
+    status=lambda: (True, "plain PyTorch (emollm/ops/reference.py)"),
+))
 
 
 def _acc(x: Tensor) -> Tensor:
@@ -81,6 +88,14 @@ def dpc_cluster(x: Tensor, num_clusters: int, k: int, mask: Tensor | None,
     ids = torch.arange(num_clusters, device=x.device).expand_as(centers)
     assign = assign.scatter(1, centers, ids)
     return centers, assign.masked_fill(~valid, -1)
+
+
+@register("dpc_cluster_merge", "reference")
+def dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, mask: Tensor | None, include_self: bool,
+                      weight: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    # The two ops in a row, through their public custom ops (each with its own checks).
+    centers, assign = torch.ops.emollm.dpc_cluster(x, num_clusters, k, mask, include_self)
+    return centers, assign, torch.ops.emollm.cluster_merge(x, assign, num_clusters, weight)
 
 
 @register("cluster_merge", "reference")

@@ -37,6 +37,7 @@ def test_unbatched(backend):
     assert centers.shape == (4,) and assign.shape == (30,) and merged.shape == (4, 5)
 
 
+@pytest.mark.not_interpreted
 def test_gradients_match_separate_ops(backend):
     x = tokens(2, 20, 4, dtype=torch.float64).requires_grad_()
     w = (torch.rand(2, 20, dtype=torch.float64) + 0.1).requires_grad_()

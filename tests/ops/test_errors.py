@@ -5,6 +5,9 @@ import torch
 
 from emollm import ops
 
+pytestmark = pytest.mark.ops("knn_density", "dpc_delta", "dpc_cluster", "dpc_cluster_merge", "cluster_merge",
+                             "gcn_adjacency", "gcn_propagate")
+
 X = torch.randn(2, 10, 4)
 MASK = torch.ones(2, 10, dtype=torch.bool)
 ASSIGN = torch.zeros(2, 10, dtype=torch.int64)

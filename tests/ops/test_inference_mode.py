@@ -1,9 +1,13 @@
 """Every op runs under torch.inference_mode() (generation loops use it) and gives the same result."""
 
+import pytest
 import torch
 
 from emollm import ops
 from tests.ops.helpers import random_mask, tokens
+
+pytestmark = pytest.mark.ops("knn_density", "dpc_delta", "dpc_cluster", "dpc_cluster_merge", "cluster_merge",
+                             "gcn_adjacency", "gcn_propagate")
 
 
 def _pipeline(x, mask):
@@ -16,6 +20,7 @@ def _pipeline(x, mask):
             centers, assign, merged, c2, a2, m2, graph.bits, graph.dinv, ops.gcn_propagate(graph, merged)]
 
 
+@pytest.mark.not_interpreted
 def test_inference_mode(backend):
     for b, n in ((1, 700), (3, 40)):
         x = tokens(b, n, 8)

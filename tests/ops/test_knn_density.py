@@ -7,6 +7,8 @@ from emollm import ops
 from tests import oracle
 from tests.ops.helpers import close, random_mask, tokens, with_duplicates
 
+pytestmark = pytest.mark.ops("knn_density")
+
 
 @pytest.mark.parametrize("include_self", [True, False])
 @pytest.mark.parametrize("shape", [(1, 7, 3), (3, 33, 17), (2, 64, 1), (1, 300, 9)])

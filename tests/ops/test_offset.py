@@ -9,6 +9,8 @@ from emollm import ops
 from tests import oracle
 from tests.ops.helpers import close
 
+pytestmark = pytest.mark.ops("knn_density", "dpc_delta", "dpc_cluster", "dpc_cluster_merge")
+
 
 def _offset_tokens(kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)

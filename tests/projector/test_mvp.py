@@ -43,6 +43,7 @@ def test_padded_tokens_change_nothing(backend):
         torch.testing.assert_close(m(x[s : s + 1, mask[s]]), out[s : s + 1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.not_interpreted
 def test_gradients_reach_parameters_and_tokens(backend):
     m = _model()
     x = tokens(2, 128, 24).requires_grad_()
@@ -52,12 +53,14 @@ def test_gradients_reach_parameters_and_tokens(backend):
     assert x.grad.abs().sum() > 0
 
 
+@pytest.mark.not_interpreted
 def test_gradcheck_through_projector(backend):
     m = _model(stages=((8, 3), (4, 3))).double()
     x = tokens(1, 20, 24, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(m, (x,))
 
 
+@pytest.mark.not_interpreted
 def test_follows_input_dtype(backend):
     m = _model()
     x = tokens(2, 128, 24)
@@ -70,6 +73,7 @@ def test_follows_input_dtype(backend):
     assert torch.equal(mb.cluster(xb)[0][1], m.cluster(xb.float())[0][1])
 
 
+@pytest.mark.not_interpreted
 def test_compile_fullgraph(backend):
     torch._dynamo.reset()
     m = _model()
@@ -89,6 +93,7 @@ def test_small_stage_k_rule():
     assert _model(stages=((8, 3), (2, 5))).stages == ((8, 3), (2, 1))
 
 
+@pytest.mark.not_interpreted
 def test_alpha_scales_content(backend):
     m0, m2 = _model(alpha=0.0), _model(alpha=2.0)
     x = tokens(1, 100, 24)

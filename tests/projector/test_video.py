@@ -21,6 +21,7 @@ def _clip(b, t, n=32, d=16, scenes=3, seed=0):
     return base[:, which] + 0.05 * torch.randn(b, t, n, d, generator=g)
 
 
+@pytest.mark.not_interpreted
 def test_events_cover_frames_in_time_order(backend):
     means = _clip(1, 40)[0].mean(1)
     events = segment_events(means, 40)
@@ -30,6 +31,7 @@ def test_events_cover_frames_in_time_order(backend):
     assert segment_events(means, 9) == [list(range(9))]
 
 
+@pytest.mark.not_interpreted
 @pytest.mark.parametrize("mode", ["expand", "hierarchical"])
 def test_variable_length_batch(backend, mode):
     m = _model()
@@ -56,6 +58,7 @@ def test_expand_event_is_the_projector_over_its_frames(backend):
     torch.testing.assert_close(out, m(frames.reshape(1, -1, 16)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.not_interpreted
 def test_gradients(backend):
     m = _model()
     frames = _clip(2, 20).requires_grad_()
