@@ -9,8 +9,9 @@ with ``combine="concat"``), whatever the image size and feature-select strategy:
 
     model, processor = use_mvp_projector(model, processor, tau=0.1, combine="sum")
 
-The settings go into ``model.config.mvp_projector`` (and ``config.image_seq_length`` becomes the
-token count), so ``save_pretrained`` keeps them next to the projector's weights. To load such a
+The settings go into ``model.config.mvp_projector`` as :meth:`MVPConfig.to_dict
+<emollm.projector.MVPConfig.to_dict>` (and ``config.image_seq_length`` becomes its
+``num_tokens``), so ``save_pretrained`` keeps them next to the projector's weights. To load such a
 checkpoint in one step, weights included, use the subclass that builds the MVP from the config::
 
     model = MVPLlavaForConditionalGeneration.from_pretrained(path)
@@ -28,11 +29,9 @@ patch grid) are refused; the vision tower must give at least ``stages[0][0]`` to
 
 from __future__ import annotations
 
-import inspect
 from functools import partial
-from typing import Any
 
-from emollm.projector import MVPProjector
+from emollm.projector import MVPConfig, MVPProjector
 
 try:
     from transformers import LlavaForConditionalGeneration, LlavaProcessor
@@ -47,36 +46,25 @@ except ImportError as e:  # pragma: no cover - the extra is missing
 __all__ = ["CONFIG_KEY", "MVPLlavaForConditionalGeneration", "mvp_settings", "use_mvp_projector"]
 
 CONFIG_KEY = "mvp_projector"
-"""Attribute of the LlavaConfig that holds the MVP's settings (the ``MVPProjector`` kwargs
-except ``in_dim``/``out_dim``, which follow from the config)."""
-
-# MVPProjector's own defaults, so the config records the settings in full.
-_DEFAULTS = {name: p.default for name, p in inspect.signature(MVPProjector.__init__).parameters.items()
-             if p.default is not inspect.Parameter.empty}
+"""Attribute of the LlavaConfig that holds the MVP's settings: ``MVPConfig.to_dict()`` (the
+projector's ``in_dim``/``out_dim`` follow from the LlavaConfig)."""
 
 
-def mvp_settings(config) -> dict[str, Any] | None:
+def mvp_settings(config) -> MVPConfig | None:
     """The MVP settings recorded on a LlavaConfig by :func:`use_mvp_projector`, or None."""
     settings = getattr(config, CONFIG_KEY, None)
-    return dict(settings) if settings else None
+    return MVPConfig.from_dict(settings) if settings else None
 
 
-def _settings_of(projector: MVPProjector) -> dict[str, Any]:
-    # For an MVP put in by hand; its stages' k are already the effective ones, which rebuild it.
-    return {"stages": projector.stages, "tau": projector.tau, "alpha": projector.alpha,
-            "gcn_layers": len(projector.relation[0].weights), "combine": projector.combine}
-
-
-def _build_projector(config, settings: dict[str, Any]) -> MVPProjector:
+def _build_projector(config, settings: MVPConfig) -> MVPProjector:
+    _check_token_supply(config.vision_config, settings)
     layers = config.vision_feature_layer
     # LLaVA concatenates the selected layers' hidden states along the feature axis.
     in_dim = config.vision_config.hidden_size * (1 if isinstance(layers, int) else len(layers))
-    projector = MVPProjector(in_dim, config.text_config.hidden_size, **settings)
-    _check_token_supply(config.vision_config, projector)
-    return projector
+    return MVPProjector(in_dim, config.text_config.hidden_size, settings)
 
 
-def _check_token_supply(vision_config, projector: MVPProjector) -> None:
+def _check_token_supply(vision_config, settings: MVPConfig) -> None:
     if getattr(vision_config, "model_type", None) == "pixtral":
         raise ValueError("use_mvp_projector supports fixed-resolution vision towers; Pixtral's variable image sizes "
                          "split the projector output per patch grid, which a fixed token count cannot match")
@@ -86,7 +74,7 @@ def _check_token_supply(vision_config, projector: MVPProjector) -> None:
     # At most the patches plus one CLS token reach the projector ("full" keeps the CLS token,
     # "default" drops it); fewer than the first stage's clusters can never work.
     most = (image_size // patch_size) ** 2 + 1
-    first = projector.stages[0][0]
+    first = settings.stages[0][0]
     if most < first:
         raise ValueError(f"the vision tower gives at most {most} tokens per image (image_size={image_size}, "
                          f"patch_size={patch_size}), but the MVP's first stage needs stages[0][0]={first}")
@@ -119,9 +107,10 @@ def use_mvp_projector(model: LlavaForConditionalGeneration, processor: LlavaProc
     ``in_dim`` = the vision hidden size (times the number of layers when ``vision_feature_layer``
     is a list), ``out_dim`` = the text hidden size, and the old projector's device and dtype. It
     clusters whatever tokens the tower hands over: the patches (``"default"`` strategy, CLS
-    dropped) or patches + CLS (``"full"``). ``mvp_kwargs`` go to ``MVPProjector`` (which raises on
-    bad ones) and are recorded in ``model.config.mvp_projector``; ``config.image_seq_length``
-    becomes ``num_tokens``.
+    dropped) or patches + CLS (``"full"``). ``mvp_kwargs`` are :class:`~emollm.projector.MVPConfig`
+    fields (bad ones raise before the model is touched); the resulting config is recorded in
+    ``model.config.mvp_projector`` as ``MVPConfig.to_dict()``, and ``config.image_seq_length``
+    becomes its ``num_tokens``.
 
     With no ``mvp_kwargs``, a projector that is already an MVP is kept (so this call patches a
     freshly loaded processor), and a config that records MVP settings rebuilds the MVP from them
@@ -138,21 +127,18 @@ def use_mvp_projector(model: LlavaForConditionalGeneration, processor: LlavaProc
         raise TypeError(f"processor must be a transformers LlavaProcessor, got {type(processor).__name__}")
     config, old = model.config, model.model.multi_modal_projector
     if not mvp_kwargs and isinstance(old, MVPProjector):
-        projector = old
-        settings = mvp_settings(config) or _settings_of(old)
+        settings = old.config  # what runs, whether loaded from the config or put in by hand
     else:
-        settings = dict(mvp_kwargs) if mvp_kwargs else (mvp_settings(config) or {})
+        settings = MVPConfig(**mvp_kwargs) if mvp_kwargs else (mvp_settings(config) or MVPConfig())
         projector = _build_projector(config, settings)
         ref = next(old.parameters(), None)
         device, dtype = (ref.device, ref.dtype) if ref is not None else (model.device, model.dtype)
         model.model.multi_modal_projector = projector.to(device=device, dtype=dtype)
-    full = {**_DEFAULTS, **settings}
-    full["stages"] = [[int(c), int(k)] for c, k in full["stages"]]  # JSON keeps lists, so store lists
-    setattr(config, CONFIG_KEY, full)
-    config.image_seq_length = projector.num_tokens
+    setattr(config, CONFIG_KEY, settings.to_dict())
+    config.image_seq_length = settings.num_tokens
     if processor is None:
         return model
-    _patch_processor(processor, projector.num_tokens)
+    _patch_processor(processor, settings.num_tokens)
     return model, processor
 
 
@@ -165,7 +151,7 @@ class MVPLlavaForConditionalGeneration(LlavaForConditionalGeneration):
     def __init__(self, config):
         super().__init__(config)
         settings = mvp_settings(config)
-        if settings:
+        if settings is not None:
             projector = _build_projector(config, settings)
             ref = next(self.model.multi_modal_projector.parameters())
             self.model.multi_modal_projector = projector.to(device=ref.device, dtype=ref.dtype)

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, ClassVar, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPVisionConfig, LlamaConfig, PretrainedConfig, WhisperConfig
 
-from emollm.projector import MVPProjector
+from emollm.projector import MVPConfig
 
-__all__ = ["EmoLLMConfig", "mvp_defaults"]
-
-
-def mvp_defaults() -> dict[str, Any]:
-    """``MVPProjector``'s keyword defaults (everything but in/out dims), stages as JSON-friendly lists."""
-    out = {name: p.default for name, p in inspect.signature(MVPProjector.__init__).parameters.items()
-           if p.default is not inspect.Parameter.empty}
-    out["stages"] = [[int(c), int(k)] for c, k in out["stages"]]
-    return out
+__all__ = ["EmoLLMConfig"]
 
 
 @strict
@@ -28,8 +19,10 @@ class EmoLLMConfig(PretrainedConfig):
     ``text_config`` (``LlamaConfig``; default LLaMA-7B dims, i.e. Vicuna-7B v1.5).
 
     Other fields:
-        mvp: ``MVPProjector`` kwargs (``stages``, ``tau``, ``alpha``, ``gcn_layers``, ``combine``);
-            missing keys take the projector's defaults, so the saved config is complete.
+        mvp: the projector's settings, an :class:`~emollm.projector.MVPConfig` or its dict
+            (``stages``, ``tau``, ``alpha``, ``gcn_layers``, ``combine``); stored as
+            ``MVPConfig.to_dict()``, so missing keys take the defaults and the saved config is
+            complete. :attr:`mvp_config` gives it back typed.
         vision_feature_layer: hidden state of the vision tower fed to the MVP (CLS dropped).
         image_token_id / video_token_id / audio_token_id: placeholder ids in ``input_ids``.
         audio_pool_stride: average-pool window and stride over Whisper encoder positions; an
@@ -58,7 +51,7 @@ class EmoLLMConfig(PretrainedConfig):
     vision_config: dict | PretrainedConfig | None = None
     audio_config: dict | PretrainedConfig | None = None
     text_config: dict | PretrainedConfig | None = None
-    mvp: dict | None = None
+    mvp: dict | MVPConfig | None = None
     vision_feature_layer: int = -2
     image_token_id: int = 32000
     video_token_id: int = 32001
@@ -82,12 +75,8 @@ class EmoLLMConfig(PretrainedConfig):
                 raise TypeError(f"{key} must be a {config_class.__name__} or a dict, got {type(value).__name__}")
             setattr(self, key, value)
         super().__post_init__(**kwargs)
-        mvp = {**mvp_defaults(), **(self.mvp or {})}
-        mvp["stages"] = [[int(c), int(k)] for c, k in mvp["stages"]]
-        unknown = set(mvp) - set(mvp_defaults())
-        if unknown:
-            raise ValueError(f"mvp got unknown MVPProjector settings {sorted(unknown)}")
-        self.mvp = mvp
+        # A plain dict in the config, so config.json and to_dict() need nothing special for it.
+        self.mvp = _mvp_config(self.mvp).to_dict()
         if self.audio_pool_stride < 1 or self.frames_per_event < 1:
             raise ValueError(f"audio_pool_stride and frames_per_event must be >= 1, got "
                              f"{self.audio_pool_stride} and {self.frames_per_event}")
@@ -95,12 +84,27 @@ class EmoLLMConfig(PretrainedConfig):
             self.tie_word_embeddings = True
 
     @property
+    def mvp_config(self) -> MVPConfig:
+        """The projector's settings, typed (read from ``mvp``, so edits to that dict show here)."""
+        return _mvp_config(self.mvp)
+
+    @property
     def num_image_tokens(self) -> int:
-        """LLM tokens per image (and per video event): ``sum(C_s)``, doubled for ``combine="concat"``."""
-        n = sum(c for c, _ in self.mvp["stages"])
-        return 2 * n if self.mvp["combine"] == "concat" else n
+        """LLM tokens per image (and per video event): ``MVPConfig.num_tokens``."""
+        return self.mvp_config.num_tokens
 
     @property
     def num_audio_tokens(self) -> int:
         """LLM tokens per audio: Whisper encoder positions // ``audio_pool_stride``."""
         return self.audio_config.max_source_positions // self.audio_pool_stride
+
+
+def _mvp_config(mvp: dict | MVPConfig | None) -> MVPConfig:
+    """``EmoLLMConfig.mvp`` as given (None, an MVPConfig, or a possibly partial dict) -> MVPConfig;
+    errors name the field, since they may come from a config.json far from the code."""
+    if isinstance(mvp, MVPConfig):
+        return mvp
+    try:
+        return MVPConfig.from_dict(mvp or {})
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"mvp: {err}") from None

@@ -85,7 +85,7 @@ def new_projectors(config: EmoLLMConfig) -> tuple[MVPProjector, AudioProjector]:
     """The MVP and the audio MLP for ``config``, with PyTorch's default initialization (the model's
     ``post_init`` / ``_init_weights`` re-initializes them)."""
     text_hidden = config.text_config.hidden_size
-    return (MVPProjector(config.vision_config.hidden_size, text_hidden, **config.mvp),
+    return (MVPProjector(config.vision_config.hidden_size, text_hidden, config.mvp_config),
             AudioProjector(config.audio_config.d_model, text_hidden, config.audio_pool_stride))
 
 

@@ -1,6 +1,7 @@
 """The Multi-perspective Visual Projection (MVP) and its parts."""
 
+from emollm.projector.config import MVPConfig, stage_k
 from emollm.projector.gcn import GCN
-from emollm.projector.mvp import MVPProjector, stage_k
+from emollm.projector.mvp import MVPProjector
 
-__all__ = ["GCN", "MVPProjector", "stage_k"]
+__all__ = ["GCN", "MVPConfig", "MVPProjector", "stage_k"]

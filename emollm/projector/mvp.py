@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from emollm import ops
 from emollm.profiling import nvtx_range
+from emollm.projector.config import MVPConfig
 from emollm.projector.gcn import GCN
-
-
-def stage_k(num_clusters: int, k: int) -> int:
-    """Chat-UniVi's rule for small stages: a k above the cluster count becomes min(3, max(C//2, 1))."""
-    return min(3, max(num_clusters // 2, 1)) if k > num_clusters else k
 
 
 class MVPProjector(nn.Module):
@@ -30,31 +27,50 @@ class MVPProjector(nn.Module):
     runs through :mod:`emollm.ops` (any backend); gradients reach every parameter and, through the
     merges, the input tokens. Clustering and merging run on x in x's dtype (accumulating in
     float32); the content and relation layers run in the parameters' dtype; the output has x's.
+
+    Settings: ``config`` (an :class:`~emollm.projector.MVPConfig`, default the paper's) with
+    ``settings`` as field overrides, e.g. ``MVPProjector(1024, 4096, tau=0.2)`` or
+    ``MVPProjector(d, d, cfg, combine="concat")``. ``self.config`` holds the result; ``stages``,
+    ``tau``, ``alpha``, ``combine`` and ``num_tokens`` read it.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, stages: Sequence[tuple[int, int]] = ((64, 5), (32, 3), (16, 3)),
-                 tau: float = 0.1, alpha: float = 1.0, gcn_layers: int = 2, combine: str = "sum"):
+    def __init__(self, in_dim: int, out_dim: int, config: MVPConfig | None = None, **settings: Any):
         super().__init__()
-        if combine not in ("sum", "concat"):
-            raise ValueError(f"combine must be 'sum' or 'concat', got {combine!r}")
-        if not 0.0 <= tau <= 1.0:
-            raise ValueError(f"tau must lie in [0, 1], got {tau}")
-        if not stages:
-            raise ValueError("stages must name at least one (num_clusters, k)")
-        for c, k in stages:
-            if c < 1 or k < 1:
-                raise ValueError(f"every stage needs num_clusters >= 1 and k >= 1, got {(c, k)}")
+        if config is None:
+            config = MVPConfig()
+        elif not isinstance(config, MVPConfig):
+            # Also catches the stages given positionally, as the constructor took them before the config.
+            raise TypeError(f"config must be an MVPConfig, got {type(config).__name__}; give settings by keyword")
+        # replace() re-runs MVPConfig's validation; an unknown setting is its TypeError.
+        self.config = dataclasses.replace(config, **settings) if settings else config
         self.in_dim, self.out_dim = in_dim, out_dim
-        self.stages = tuple((int(c), stage_k(int(c), int(k))) for c, k in stages)
-        self.tau, self.alpha, self.combine = float(tau), float(alpha), combine
         self.content = nn.Linear(in_dim, out_dim)
-        self.relation = nn.ModuleList(GCN(in_dim, out_dim, gcn_layers) for _ in self.stages)
+        self.relation = nn.ModuleList(GCN(in_dim, out_dim, self.config.gcn_layers) for _ in self.stages)
+
+    @property
+    def stages(self) -> tuple[tuple[int, int], ...]:
+        """``(num_clusters, k)`` per stage, k as it runs (see :func:`~emollm.projector.config.stage_k`)."""
+        return self.config.stages
+
+    @property
+    def tau(self) -> float:
+        """Similarity threshold of the relation branch's τ-graph."""
+        return self.config.tau
+
+    @property
+    def alpha(self) -> float:
+        """Weight of the content branch."""
+        return self.config.alpha
+
+    @property
+    def combine(self) -> str:
+        """``"sum"`` or ``"concat"`` of the two branches."""
+        return self.config.combine
 
     @property
     def num_tokens(self) -> int:
         """Output tokens per image: ``sum(C_s)``, doubled for ``combine="concat"``."""
-        n = sum(c for c, _ in self.stages)
-        return 2 * n if self.combine == "concat" else n
+        return self.config.num_tokens
 
     def cluster(self, x: Tensor, mask: Tensor | None = None) -> list[tuple[Tensor, Tensor, Tensor]]:
         """The stages alone: ``[(centers, assign, merged)]`` per stage; stage s clusters the
@@ -99,4 +115,4 @@ class MVPProjector(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_dim={self.in_dim}, out_dim={self.out_dim}, stages={self.stages}, tau={self.tau}, "
-                f"alpha={self.alpha}, combine={self.combine!r}")
+                f"alpha={self.alpha}, gcn_layers={self.config.gcn_layers}, combine={self.combine!r}")

@@ -26,8 +26,12 @@ from transformers import (  # noqa: E402
     PreTrainedTokenizerFast,
 )
 
-from emollm.integrations.llava import MVPLlavaForConditionalGeneration, use_mvp_projector  # noqa: E402
-from emollm.projector import MVPProjector  # noqa: E402
+from emollm.integrations.llava import (  # noqa: E402
+    MVPLlavaForConditionalGeneration,
+    mvp_settings,
+    use_mvp_projector,
+)
+from emollm.projector import MVPConfig, MVPProjector  # noqa: E402
 
 WORDS = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "user", ":", "what", "is", "this", "?", "assistant", "a", "cat"]
 IMAGE_ID = WORDS.index("<image>")
@@ -149,6 +153,27 @@ def test_hand_placed_mvp_is_kept_and_recorded():
     assert image_tokens(inputs(processor)) == [72]
 
 
+def test_settings_recorded_through_mvp_config():
+    settings = {"stages": [[40, 5], [8, 20]], "tau": 0.3, "gcn_layers": 1, "combine": "concat"}
+    expected = MVPConfig(**settings)
+    model, processor = use_mvp_projector(tiny_llava(), tiny_processor(), **settings)
+    assert model.model.multi_modal_projector.config == expected
+    assert model.config.mvp_projector == expected.to_dict()  # complete, k as it runs: [8, 3]
+    assert mvp_settings(model.config) == expected
+    # One token count: the config's, the projector's, LLaVA's and the patched processor's.
+    n = expected.num_tokens
+    assert n == 96 and model.model.multi_modal_projector.num_tokens == model.config.image_seq_length == n
+    assert image_tokens(inputs(processor, n=2)) == [n, n]
+    assert processor._get_num_multimodal_tokens(image_sizes=[[40, 48]]).num_image_tokens == [n]
+
+
+def test_hand_placed_mvp_records_its_own_config():
+    model = tiny_llava()
+    model.model.multi_modal_projector = MVPProjector(HIDDEN, 48, gcn_layers=1, tau=0.4)
+    model = use_mvp_projector(model)
+    assert mvp_settings(model.config) == MVPConfig(gcn_layers=1, tau=0.4)
+
+
 def test_projector_follows_the_model_dtype():
     model = use_mvp_projector(tiny_llava().to(torch.float64))
     assert {p.dtype for p in model.model.multi_modal_projector.parameters()} == {torch.float64}
@@ -198,6 +223,7 @@ def test_save_and_reload(tmp_path):
     loaded = MVPLlavaForConditionalGeneration.from_pretrained(tmp_path).eval()
     projector = loaded.model.multi_modal_projector
     assert isinstance(projector, MVPProjector) and projector.stages == ((48, 5), (24, 3))
+    assert projector.config == MVPConfig(**settings)
     fresh = LlavaProcessor.from_pretrained(tmp_path)
     assert image_tokens(inputs(fresh)) == [PATCHES]  # the processor's patch is not saved
     loaded, fresh = use_mvp_projector(loaded, fresh)
