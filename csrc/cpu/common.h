@@ -71,6 +71,20 @@ inline T squared_norm(const T* r, int64_t dim) {
   return acc;
 }
 
+// ||x_i - x_j||^2 <= 4 max ||x||^2: a row whose squared norm stays under a quarter of the type's
+// largest value keeps every squared distance finite. Else the row holds NaN/Inf, or values so large
+// that the distance-based ops would return NaN: either way a clear error naming the token.
+template <typename T>
+inline void check_row(const T* row, T sqnorm, int64_t dim, const char* name, int64_t token) {
+  if (sqnorm <= std::numeric_limits<T>::max() / 4) return;
+  for (int64_t d = 0; d < dim; ++d)
+    TORCH_CHECK_VALUE(std::isfinite(row[d]), name, " contains NaN or Inf, first in token ", token);
+  T biggest = 0;
+  for (int64_t d = 0; d < dim; ++d) biggest = std::max(biggest, std::abs(row[d]));
+  TORCH_CHECK_VALUE(false, name, " holds values up to ", static_cast<double>(biggest), " (token ", token,
+                    "): squared distances between tokens overflow; scale the tokens down or pass float64");
+}
+
 // xb: [N, D] contiguous in the compute type; valid: N bools or nullptr (all valid); at least
 // min_valid of them must be valid (the Python API says so first, with the argument's name).
 template <typename T>
@@ -94,9 +108,7 @@ Sample<T> make_sample(const at::Tensor& xb, const bool* valid, int64_t min_valid
   const T* data = s.x.template data_ptr<T>();
   for (int64_t i = 0; i < s.n; ++i) s.sqnorm[i] = squared_norm(data + i * s.dim, s.dim);
   // A NaN or Inf anywhere in a row makes its norm non-finite: the finiteness check for free.
-  for (int64_t i = 0; i < s.n; ++i)
-    TORCH_CHECK_VALUE(std::isfinite(s.sqnorm[i]), "x contains NaN or Inf (or values so large that ",
-                      "squared distances overflow), first in token ", s.orig[i]);
+  for (int64_t i = 0; i < s.n; ++i) check_row(data + i * s.dim, s.sqnorm[i], s.dim, "x", s.orig[i]);
   return s;
 }
 

@@ -31,8 +31,7 @@ std::tuple<at::Tensor, at::Tensor> gcn_adjacency(const at::Tensor& z, double tau
         std::vector<T> sq(C);
         for (int64_t i = 0; i < C; ++i) {
           sq[i] = squared_norm(zp + i * F, F);
-          TORCH_CHECK_VALUE(!(valid == nullptr || valid[i]) || std::isfinite(sq[i]),
-                            "z contains NaN or Inf (or values whose squares overflow)");
+          if (valid == nullptr || valid[i]) check_row(zp + i * F, sq[i], F, "z", i);
         }
         at::Tensor g = gram_tile(buf, zb, 0, C, zb, 0, C);
         const T* G = g.data_ptr<T>();

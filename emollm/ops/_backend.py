@@ -45,8 +45,9 @@ class Backend:
         status: ``() -> (available, detail)``; ``detail`` says what runs, or how to get it.
         auto_rank: device type (or ``"any"``) -> place in the automatic order, lowest first;
             a backend absent for a device type is never chosen automatically there.
-        checks_finite: its kernels reject NaN/Inf in the tokens themselves (at no cost: the
-            C++ kernels test the row norms they compute anyway), so the prologue skips its pass.
+        checks_finite: the ops whose kernels reject NaN/Inf (and overflowing values) in the
+            tokens themselves (at no cost: the C++ kernels test the row norms they compute
+            anyway), so the prologue skips its pass for them.
         wants_centered: it ranks neighbours by Gram distances ``|x|² + |y|² − 2⟨x, y⟩``, which
             lose small distances under a large common offset; the prologue centres such
             samples first (``_checks.center_for_gram``).
@@ -60,7 +61,7 @@ class Backend:
     devices: frozenset[str]
     status: Callable[[], tuple[bool, str]]
     auto_rank: Mapping[str, int] = field(default_factory=dict)
-    checks_finite: bool = False
+    checks_finite: frozenset[str] = frozenset()
     wants_centered: bool = True
     interpreted: bool = False
     kernels: Callable[[str], Callable | None] | None = None
@@ -238,8 +239,8 @@ def call(op: str, **args):
     shift = None
     if contract.tokens is not None:
         x, mask = args[contract.tokens], args.get(contract.mask) if contract.mask else None
-        if not backend.checks_finite:
-            _checks.check_finite(x, contract.tokens, mask)
+        if op not in backend.checks_finite:
+            _checks.check_finite(x, contract.tokens, mask, distances=contract.centered)
         if contract.centered and backend.wants_centered:
             args[contract.tokens], shift = _checks.center_for_gram(x, mask)
     with nvtx_range(f"emollm.{op}:{name}"):

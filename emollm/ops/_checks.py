@@ -96,16 +96,31 @@ def _data_checks_on(t: Tensor) -> bool:
     return t.device.type == "cpu" or os.environ.get("EMOLLM_CHECKS") == "1"
 
 
-def check_finite(x: Tensor, name: str, mask: Tensor | None = None) -> None:
-    """Raises if ``x`` holds NaN or Inf in a real token (``mask`` [B,N]: padded tokens may hold
-    anything, they never count). One reduction: a NaN or Inf makes the sum non-finite; only then
-    (or on overflow of the sum) is the exact elementwise test run."""
+def check_finite(x: Tensor, name: str, mask: Tensor | None = None, *, distances: bool = False) -> None:
+    """Raises if a real token of ``x`` (``mask`` [B,N]: padded tokens may hold anything) holds
+    NaN or Inf; with ``distances``, also if its values are so large that squared distances
+    between tokens overflow the compute dtype (float32; float64 for float64 input): the
+    distance-based ops would then return NaN silently. One pass over x (the row norms, or a sum);
+    the slower tests run only on failure."""
     if not _data_checks_on(x):
         return
     if mask is not None:
         x = x[mask]
-    if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if not distances:
+        if not bool(torch.isfinite(x.sum(dtype=acc))) and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or Inf")
+        return
+    # ||x_i - x_j||² <= 4 max ||x||²: rows up to sqrt(max)/2 keep every squared distance finite.
+    limit = torch.finfo(acc).max ** 0.5 / 2
+    norms = torch.linalg.vector_norm(x, dim=-1, dtype=acc)
+    if bool((norms <= limit).all()):
+        return
+    if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf")
+    biggest = float(x.abs().max())
+    raise ValueError(f"{name} holds values up to {biggest:.3g}: squared distances between tokens overflow "
+                     f"{str(acc).removeprefix('torch.')}; scale the tokens down or pass float64")
 
 
 def check_merged_finite(out: Tensor) -> None:
@@ -144,17 +159,15 @@ def check_weight(weight: Tensor) -> None:
 
 
 def _masked_stats(x: Tensor, mask: Tensor | None, acc: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Per sample: the mean ``[B,1,D]`` and the mean squared norm ``[B]`` of the valid tokens."""
-    b, n, _ = x.shape
+    """Per sample: the mean ``[B,1,D]`` and the mean squared norm ``[B]`` of the valid tokens, both
+    summed in ``acc`` (a float16 sum of CLIP-like features overflows)."""
+    n = x.shape[1]
     sq = torch.linalg.vector_norm(x, dim=-1, dtype=acc).square()
     if mask is None:
-        return torch.bmm(x.new_ones(b, 1, n), x).to(acc) / n, sq.mean(1)
+        return x.sum(1, keepdim=True, dtype=acc) / n, sq.mean(1)
     count = mask.sum(1).to(acc).clamp(min=1)
-    weights = mask.to(x.dtype)[:, None, :]
-    mean = torch.bmm(weights, x).to(acc)
-    if not bool(mean.isfinite().all()):  # NaN/Inf in padded tokens (0 * NaN): mask them out
-        mean = torch.bmm(weights, x.masked_fill(~mask[..., None], 0)).to(acc)
-    return mean / count[:, None, None], torch.where(mask, sq, 0).sum(1) / count  # padding may hold NaN
+    total = x.masked_fill(~mask[..., None], 0).sum(1, keepdim=True, dtype=acc)  # padding may hold NaN
+    return total / count[:, None, None], torch.where(mask, sq, 0).sum(1) / count
 
 
 def center_for_gram(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -183,3 +196,28 @@ def center_for_gram(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | No
         mean, _ = _masked_stats(x, mask, acc)
     shift = torch.where(dominant[:, None, None], mean, 0).to(x.dtype)
     return x - shift, shift
+
+
+def pow2_scale(t: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per sample, the power of two ``2^-e`` that brings the largest ``|t|`` of its valid entries into
+    [0.5, 1), as two float64 factors ``[B,1,...]`` whose product it is (a subnormal's factor can
+    exceed even float64's range; each half cannot); 1 where that largest is 0 or not finite.
+    Multiplying by powers of two is exact, so scale-invariant quantities (a τ-graph of normalized
+    distances, a weighted mean) computed on the scaled values lose nothing, and neither subnormal
+    nor huge inputs underflow or overflow."""
+    mag = t.abs().double()
+    if mask is not None:
+        mag = mag.masked_fill(~mask.view(*mask.shape, *([1] * (t.dim() - mask.dim()))), 0)
+    top = mag.flatten(1).nan_to_num(0.0, 0.0, 0.0).amax(1)
+    _, exponent = torch.frexp(top)
+    exponent = torch.where(top > 0, exponent, 0)
+    half = torch.div(exponent, 2, rounding_mode="floor")
+    one = torch.ones_like(top)
+    shape = (-1, *([1] * (t.dim() - 1)))
+    return torch.ldexp(one, -half).view(shape), torch.ldexp(one, half - exponent).view(shape)
+
+
+def pow2_scaled(t: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``t`` in float64, scaled per sample by :func:`pow2_scale` (its largest ``|t|`` in [0.5, 1))."""
+    first, second = pow2_scale(t, mask)
+    return t.double() * first * second

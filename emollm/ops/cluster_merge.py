@@ -17,7 +17,14 @@ def _cluster_merge(x: Tensor, assign: Tensor, num_clusters: int, weight: Tensor 
     _checks.check_assign(assign, num_clusters)
     if weight is not None:
         _checks.check_weight(weight)
+        weight = scaled_weight(weight)
     return _backend.call("cluster_merge", x=x, assign=assign, num_clusters=num_clusters, weight=weight)
+
+
+def scaled_weight(weight: Tensor) -> Tensor:
+    """``weight`` ``[B,N]`` times a power of two per sample (exact; a mean does not change when all
+    its weights do), so that subnormal weights do not underflow to a zero total."""
+    return _checks.pow2_scaled(weight).to(weight.dtype)
 
 
 @_cluster_merge.register_fake
@@ -35,7 +42,9 @@ def merge_backward(x: Tensor, assign: Tensor, weight: Tensor | None, out: Tensor
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     member = assign >= 0
     slot = assign.clamp_min(0)
-    w = torch.ones(assign.shape, dtype=acc, device=x.device) if weight is None else weight.to(acc)
+    # The forward scaled the weights by a power of two per sample; so does this (w / W is the same).
+    scale = None if weight is None else _checks.pow2_scale(weight)
+    w = torch.ones(assign.shape, dtype=acc, device=x.device) if weight is None else (weight * scale[0] * scale[1]).to(acc)
     w = w * member
     total = torch.zeros(out.shape[:2], dtype=acc, device=x.device).scatter_add_(1, slot, w)
     inv = torch.where(total > 0, 1 / total.clamp_min(torch.finfo(acc).tiny), 0)
@@ -47,7 +56,9 @@ def merge_backward(x: Tensor, assign: Tensor, weight: Tensor | None, out: Tensor
         grad_x = (g_i * (w * inv_i)[..., None]).to(x.dtype)
     if weight is not None and need_weight:
         out_i = out.to(acc).gather(1, idx)
-        grad_w = torch.where(member, ((x.to(acc) - out_i) * g_i).sum(-1) * inv_i, 0).to(weight.dtype)
+        # d out_c / d w_i = (x_i - out_c) / W_c, with W_c = (scaled total) / scale.
+        grad_w = torch.where(member, ((x.to(acc) - out_i) * g_i).sum(-1) * inv_i, 0).double() * scale[0] * scale[1]
+        grad_w = grad_w.to(weight.dtype)
     return grad_x, grad_w
 
 

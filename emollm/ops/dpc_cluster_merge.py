@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from emollm.ops import _backend, _checks
-from emollm.ops.cluster_merge import merge_backward
+from emollm.ops.cluster_merge import merge_backward, scaled_weight
 
 
 def _uncenter(out: tuple[Tensor, Tensor, Tensor], shift: Tensor, args: dict) -> tuple[Tensor, Tensor, Tensor]:
@@ -32,6 +32,7 @@ def _dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, mask: Tensor | None
     _checks.check_valid_count(mask, num_clusters, num_clusters, "num_clusters")
     if weight is not None:
         _checks.check_weight(weight)
+        weight = scaled_weight(weight)
     centers, assign, merged = _backend.call("dpc_cluster_merge", x=x, num_clusters=num_clusters, k=k, mask=mask,
                                             include_self=include_self, weight=weight)
     return merged, centers, assign

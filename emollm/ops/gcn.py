@@ -11,7 +11,8 @@ from torch import Tensor
 from emollm.ops import _backend, _checks
 
 _backend.define(_backend.OpContract("gcn_adjacency", tokens="z", mask="mask"))
-_backend.define(_backend.OpContract("gcn_propagate"))
+# Checked for NaN/Inf on every backend: they would spread a NaN to different nodes.
+_backend.define(_backend.OpContract("gcn_propagate", tokens="h"))
 
 
 class GCNGraph(NamedTuple):
@@ -39,6 +40,10 @@ class GCNGraph(NamedTuple):
 
 @torch.library.custom_op("emollm::gcn_adjacency", mutates_args=())
 def _gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    # The graph depends on distance ratios only: each sample is scaled by a power of two (exact)
+    # so that subnormal or huge nodes neither underflow to one point nor overflow.
+    acc = torch.float64 if z.dtype == torch.float64 else torch.float32
+    z = _checks.pow2_scaled(z, mask).to(acc)
     return _backend.call("gcn_adjacency", z=z, tau=tau, mask=mask)
 
 

@@ -1,14 +1,14 @@
-"""Plain PyTorch implementations of every op contract (DESIGN.md §3).
+"""Plain PyTorch implementations of every op contract (docs/design.md#ops): the readable spec.
 
-Readable, any device, and O(N²) in memory: each function materializes the full pairwise matrix,
-as Chat-UniVi's ``cluster_dpc_knn`` does. They are the fallback backend and the baseline of the
-benchmarks. Inputs arrive batched and checked (``x`` is ``[B,N,D]``, ``mask`` ``[B,N]`` bool or
-None); arithmetic runs in float32, or float64 for float64 inputs.
+Any device, O(N²) memory: each function materializes the full pairwise distance matrix, from
+explicit differences ``x_i − x_j`` summed in float64, so ties are exact (duplicate tokens are at
+distance 0 from each other and at equal distances from everyone else) and every decision follows
+the contract's lower-index rules. They are the fallback backend and the yardstick of the tests;
+the speed baseline of the benchmarks is Chat-UniVi's own arithmetic (benchmarks/chat_univi.py).
+Inputs arrive batched and checked (``x`` is ``[B,N,D]``, ``mask`` ``[B,N]`` bool or None).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
@@ -16,11 +16,13 @@ from torch import Tensor
 from emollm.ops._backend import ANY_DEVICE, Backend, declare, register
 
 # The readable spec: runs on every device, and is the automatic choice only where no other
-# backend runs (last in every order). It keeps Chat-UniVi's arithmetic, so it is not centred.
+# backend runs (last in every order). Its distances are exact enough not to need centring.
 BACKEND = declare(Backend(
     "reference", devices=frozenset({ANY_DEVICE}), auto_rank={ANY_DEVICE: 1000}, wants_centered=False,
     status=lambda: (True, "plain PyTorch (emollm/ops/reference.py)"),
 ))
+
+_CHUNK = 1 << 22  # float64 elements per block of differences (32 MB)
 
 
 def _acc(x: Tensor) -> Tensor:
@@ -32,12 +34,16 @@ def _valid(x: Tensor, mask: Tensor | None) -> Tensor:
 
 
 def pairwise_sqdist(x: Tensor) -> Tensor:
-    """``[B,N,D] -> [B,N,N]``: ``||x_i - x_j||² / D``, clamped at 0, exactly 0 on the diagonal."""
-    x = _acc(x)
-    sq = (x * x).sum(-1)
-    d2 = (sq[:, :, None] + sq[:, None, :] - 2 * x @ x.transpose(1, 2)).clamp_min(0) / x.shape[-1]
-    d2.diagonal(dim1=1, dim2=2).zero_()
-    return d2
+    """``[B,N,D] -> [B,N,N]`` float64: ``||x_i - x_j||² / D`` from explicit differences."""
+    xd = x.double()
+    b, n, d = xd.shape
+    out = xd.new_empty(b, n, n)
+    rows = max(1, _CHUNK // max(1, n * d))
+    for i in range(b):
+        for start in range(0, n, rows):
+            diff = xd[i, start:start + rows, None, :] - xd[i, None, :, :]
+            out[i, start:start + rows] = diff.square().sum(-1)
+    return out / d
 
 
 @register("knn_density", "reference")
@@ -131,34 +137,15 @@ def unpack_bits(bits: Tensor, num_nodes: int) -> Tensor:
     return dense.flatten(-2)[..., :num_nodes].bool()
 
 
-def _exact_sqdist(z: Tensor, b: Tensor, i: Tensor, j: Tensor) -> Tensor:
-    """``||z[b,i] - z[b,j]||²`` in float64 from differences, for a few index triples."""
-    diff = z[b, i].double() - z[b, j].double()
-    return (diff * diff).sum(-1)
-
-
 @register("gcn_adjacency", "reference")
 def gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, Tensor]:
     valid = _valid(z, mask)
-    bsz, c, f = z.shape
-    zf = _acc(z)
-    sq = (zf * zf).sum(-1)
-    d2 = (pairwise_sqdist(z) * f).double()  # unscaled squared distances, from the Gram matrix
+    c = z.shape[1]
+    d = pairwise_sqdist(z).sqrt()  # the 1/sqrt(F) factor cancels in d / max d
     pair_valid = valid[:, :, None] & valid[:, None, :]
-    # The normalizer exactly: the farthest valid pair, recomputed from differences.
-    far = d2.masked_fill(~pair_valid, -1).flatten(1).argmax(1)
-    rows = torch.arange(bsz, device=z.device)
-    d_max = _exact_sqdist(z, rows, far // c, far % c).sqrt()
-    d_max = torch.where(pair_valid.flatten(1).any(1), d_max, 0)[:, None, None]
-    # Pairs within the Gram formula's rounding bound of the threshold (exact duplicates among
-    # them, whose distance is 0) are recomputed from differences: no edge hangs on cancellation.
-    rel = 4 * (math.log2(f) + 1) * torch.finfo(zf.dtype).eps
-    bound = (rel * (sq[:, :, None] + sq[:, None, :])).double() + torch.finfo(zf.dtype).tiny
-    unsure = ((d2 - tau * tau * d_max * d_max).abs() <= bound).nonzero(as_tuple=True)
-    d2 = d2.index_put(unsure, _exact_sqdist(z, *unsure))
-    # d / max d <= tau; all-equal nodes (max 0) have every normalized distance 0. At most 1 by
-    # definition: a pair as far as the normalizer's may round above it (tau = 1 links every pair).
-    d_norm = torch.where(d_max > 0, d2.sqrt().minimum(d_max) / d_max.clamp_min(1e-300), 0)
+    d_max = d.masked_fill(~pair_valid, 0).flatten(1).amax(1)[:, None, None]
+    # d / max d <= tau; all-equal nodes (max 0) have every normalized distance 0.
+    d_norm = torch.where(d_max > 0, d / d_max.clamp_min(1e-300), 0)
     eye = torch.eye(c, dtype=torch.bool, device=z.device)
     a_hat = ((d_norm <= tau) | eye) & pair_valid
     deg = a_hat.sum(-1).float()
