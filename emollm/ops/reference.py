@@ -1,4 +1,4 @@
-"""Plain PyTorch implementations of every op contract (DESIGN.md §3).
+"""Plain PyTorch implementations of every op contract (docs/design.md#op-contracts).
 
 Readable, any device, and O(N²) in memory: each function materializes the full pairwise matrix,
 as Chat-UniVi's ``cluster_dpc_knn`` does. They are the fallback backend and the baseline of the
