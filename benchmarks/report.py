@@ -4,7 +4,8 @@
     python benchmarks/report.py /tmp/bench.json [--out-dir benchmarks/results]
 
 Per group (one op at one shape) and provider: the median time, ``speedup_vs_reference``
-(reference median / this median: the "≥ 4× faster" targets of DESIGN.md §8) and
+(reference median / this median: the "≥ 4× faster" targets of
+docs/design.md#performance-targets) and
 ``time_vs_bmm`` (this median / bmm median: the "≤ 1.5× one bmm" targets), plus the benchmark's
 extra_info. Medians, because on a shared 2-core machine a few rounds are slowed by other work.
 """

@@ -1,4 +1,4 @@
-"""``dpc_cluster`` against ``reference`` and the ``bmm`` floor (DESIGN.md §8 CPU targets).
+"""``dpc_cluster`` against ``reference`` and the ``bmm`` floor (CPU targets: docs/design.md#performance-targets).
 
 Targets: B=64 N=256 D=1024 ≥ 4× faster than reference and ≤ 1.5× bmm; B=1 N=16384 D=1024
 ≥ 2.5× faster than reference with ≤ 64 MB extra memory (``extra_info["extra_peak_mb"]``).
@@ -46,8 +46,9 @@ def test_dpc_cluster(benchmark, provider, shape, rounds):
         benchmark.extra_info["extra_peak_mb"] = extra_peak_mb(provider, shape, NUM_CLUSTERS, K)
 
 
-# Issue 3 GPU targets: B=64 N=576 D=1024 bf16 >= 10x faster than reference; N=131072 completes in
-# <= 4x one bf16 GEMM pass (x xᵀ, timed in row slices: ``gemm_slices`` calls make one pass).
+# GPU targets (docs/design.md#performance-targets): B=64 N=576 D=1024 bf16 >= 10x faster than
+# reference; N=131072 completes in <= 4x one bf16 GEMM pass (x xᵀ, timed in row slices:
+# ``gemm_slices`` calls make one pass).
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 @pytest.mark.parametrize("provider", providers("dpc_cluster", floor=True))
 @pytest.mark.parametrize("shape", gpu_only((64, 576, 1024), (1, 4096, 1024), (1, 16384, 1024), (1, 131072, 1024)))

@@ -19,7 +19,7 @@ def test_knn_density(benchmark, provider, shape):
     run(benchmark, provider, fn, k=K)
 
 
-# Issue 3: images (B=64, N=576) and video events (B=1, N up to 131072), f32 and bf16, on a GPU.
+# The GPU target shapes: images (B=64, N=576) and video events (B=1, N up to 131072), f32 and bf16, on a GPU.
 # The density pass against the GEMM of the same shape (target: >= 40% of its rate in bf16).
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
 @pytest.mark.parametrize("provider", providers("knn_density", floor=True))

@@ -1,4 +1,4 @@
-"""EmoLLM model benchmarks (issue 5).
+"""EmoLLM model benchmarks.
 
 CPU and GPU: training-step throughput of ``emollm-tiny`` (forward + backward + AdamW step on a
 batch of 4 image+audio samples), LoRA on the LM (the paper's set-up) and full fine-tuning of the

@@ -31,7 +31,7 @@ def test_mvp(benchmark, projector, provider, part):
     run(benchmark, provider, on_provider(provider, call), rounds=3 if part == "forward" else None)
 
 
-# DESIGN §8 asks for the MVP forward as a fraction of the CLIP ViT-L/14 forward that feeds it
+# docs/design.md#performance-targets asks for the MVP forward as a fraction of the CLIP ViT-L/14 forward that feeds it
 # (target <= 5% on a GPU at B=64). On CPU a B=64 CLIP forward takes minutes, so this group uses B=8
 # there (both sides scale linearly with the batch); on CUDA it uses B=64.
 CLIP_B = 64 if DEVICE.type == "cuda" else 8

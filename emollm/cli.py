@@ -5,9 +5,9 @@
                           [--tau 0.1] [--repeat 5] [--small] [--device cpu|cuda]
 
 The demo clusters real photos with the MVP projector's three stages and draws them, one PNG per
-image (:mod:`emollm.demo`), then runs the op pipeline (DESIGN.md §1) on the same tokens on every
-backend that runs on the device, prints a timing table and checks that every backend clusters
-exactly as ``reference``.
+image (:mod:`emollm.demo`), then runs the op pipeline (docs/design.md#architecture-and-data-flow)
+on the same tokens on every backend that runs on the device, prints a timing table and checks
+that every backend clusters exactly as ``reference``.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 Each image is cropped to its central square, resized to 224×224 and cut into 14×14 patches: a
 16×16 grid of 256 tokens, CLIP ViT-L/14's layout. The tokens are colour statistics of the
 patches' own pixels (no model, no download) or, with a local CLIP checkpoint, CLIP's patch tokens
-(layer -2, no CLS, DESIGN.md §1). :class:`MVPProjector` clusters them in three stages (64/32/16 clusters, k 5/3/3);
-each stage's assignment indexes the previous stage's clusters, so composing them maps every
-stage back onto the patches. The τ-graph of each stage's merged tokens is drawn between the
-clusters' centroids (the mean grid position of their patches).
+(layer -2, no CLS, as the model feeds the MVP). :class:`MVPProjector` clusters them in three
+stages (64/32/16 clusters, k 5/3/3); each stage's assignment indexes the previous stage's
+clusters, so composing them maps every stage back onto the patches. The τ-graph of each stage's
+merged tokens is drawn between the clusters' centroids (the mean grid position of their patches).
 
 Needs the ``demo`` extra (matplotlib, scikit-image); :mod:`emollm.cli` imports this module only
 for ``emollm demo`` and says ``pip install emollm[demo]`` when they are missing.

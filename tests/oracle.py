@@ -1,4 +1,4 @@
-"""Independent float64 oracle for every op contract (DESIGN.md §3).
+"""Independent float64 oracle for every op contract (docs/design.md#op-contracts).
 
 Written from the contract, not from emollm/ops/reference.py: distances come from explicit
 differences (no Gram-matrix shortcut), and selections are spelled out with Python sorting, so a

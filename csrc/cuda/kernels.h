@@ -3,7 +3,7 @@
  * Plain pointers and a stream, no torch types: the kernels compile with nvcc alone, and the torch
  * side owns allocation, argument checks and error messages. All pointers are device pointers;
  * x is [B, N, D] contiguous of `dtype`; mask is [B, N] bytes (1 = real token) or NULL; scratch
- * buffers are written by the call and may be reused after it. Semantics: DESIGN.md section 3.
+ * buffers are written by the call and may be reused after it. Semantics: docs/design.md#op-contracts.
  * Each launcher only enqueues work on `stream` and returns the launch status
  * (cudaErrorInvalidValue for sizes it does not take).
  */

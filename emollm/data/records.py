@@ -1,4 +1,4 @@
-"""EmoBench records: one JSON object per line (DESIGN.md §6).
+"""EmoBench records: one JSON object per line (docs/data.md).
 
 A record is one question about one piece of media::
 

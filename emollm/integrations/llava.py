@@ -1,4 +1,4 @@
-"""The MVP projector as a drop-in for a ``transformers`` LLaVA (DESIGN.md §5).
+"""The MVP projector as a drop-in for a ``transformers`` LLaVA (docs/design.md#in-another-mllm).
 
 LLaVA maps the vision tower's patch tokens one-to-one to LLM tokens with a two-layer MLP
 (``model.model.multi_modal_projector``), so an image costs as many LLM tokens as the tower has

@@ -1,4 +1,4 @@
-"""EmoLLM as a ``transformers`` model (DESIGN.md §6).
+"""EmoLLM as a ``transformers`` model (docs/design.md#model-data-training-and-evaluation).
 
 Importing this package registers ``EmoLLMConfig`` (model type ``"emollm"``), the models and the
 processor with the Auto classes, so ``AutoConfig`` / ``AutoModel`` /

@@ -1,4 +1,4 @@
-"""EmoLLM configuration (DESIGN.md §6): CLIP vision tower, MVP, Whisper encoder, LLaMA LM."""
+"""EmoLLM configuration: CLIP vision tower, MVP, Whisper encoder, LLaMA LM."""
 
 from __future__ import annotations
 

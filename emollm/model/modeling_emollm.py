@@ -1,4 +1,4 @@
-"""EmoLLM model (paper §4.1-4.2, DESIGN.md §1 and §6).
+"""EmoLLM model (paper §4.1-4.2, docs/design.md#architecture-and-data-flow).
 
 CLIP vision tower (layer ``vision_feature_layer``, patch tokens) -> :class:`MVPProjector` for
 images and videos; Whisper encoder -> average pooling -> 2-layer MLP for audio; the results

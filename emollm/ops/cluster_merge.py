@@ -43,8 +43,11 @@ def merge_backward(x: Tensor, assign: Tensor, weight: Tensor | None, out: Tensor
     member = assign >= 0
     slot = assign.clamp_min(0)
     # The forward scaled the weights by a power of two per sample; so does this (w / W is the same).
-    scale = None if weight is None else _checks.pow2_scale(weight)
-    w = torch.ones(assign.shape, dtype=acc, device=x.device) if weight is None else (weight * scale[0] * scale[1]).to(acc)
+    if weight is None:
+        scale, w = None, torch.ones(assign.shape, dtype=acc, device=x.device)
+    else:
+        scale = _checks.pow2_scale(weight)
+        w = (weight * scale[0] * scale[1]).to(acc)
     w = w * member
     total = torch.zeros(out.shape[:2], dtype=acc, device=x.device).scatter_add_(1, slot, w)
     inv = torch.where(total > 0, 1 / total.clamp_min(torch.finfo(acc).tiny), 0)

@@ -1,4 +1,4 @@
-"""Plain PyTorch implementations of every op contract (docs/design.md#ops): the readable spec.
+"""Plain PyTorch implementations of every op contract (docs/design.md#op-contracts): the readable spec.
 
 Any device, O(N²) memory: each function materializes the full pairwise distance matrix, from
 explicit differences ``x_i − x_j`` summed in float64, so ties are exact (duplicate tokens are at

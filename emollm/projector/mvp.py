@@ -1,4 +1,4 @@
-"""Multi-perspective Visual Projection (paper §4.3, DESIGN.md §5)."""
+"""Multi-perspective Visual Projection (paper §4.3, docs/design.md#the-mvp-projector)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EmoLLM fine-tuning (issue 6): settings, data order per strategy, and the Trainer run.
+"""EmoLLM fine-tuning: settings, data order per strategy, and the Trainer run.
 
 ``emollm.training.train.train(config)`` runs it (kept out of this module's imports: it pulls in
 transformers); :func:`load_config` builds a :class:`TrainConfig` from the preset, YAML and flags.

@@ -82,8 +82,8 @@ def test_gcn(dtype):
 
 
 def test_dpc_cluster_memory_at_131072_tokens():
-    """Issue 3 item 4: N = 131072, D = 1024 within O(N·(k + tile)) extra memory (the reference
-    would need a 68 GB N×N matrix)."""
+    """The video-event target (docs/design.md#performance-targets): N = 131072, D = 1024 within
+    O(N·(k + tile)) extra memory (the reference would need a 68 GB N×N matrix)."""
     n, d, k = 131072, 1024, 5
     x = torch.randn(1, n, d, device="cuda", dtype=torch.bfloat16)
     triton(ops.dpc_cluster, x[:, :512], 16, k)  # warm-up: compile the kernels

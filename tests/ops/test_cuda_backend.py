@@ -66,7 +66,7 @@ def test_dpc_delta(shape, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES[1:], ids=lambda s: "B{}-N{}-D{}-mask{}-dup{}".format(*s))
 def test_dpc_cluster(shape, dtype):
-    """Tie-free densities (k >= 3, DESIGN §3): indices compared exactly."""
+    """Tie-free densities (k >= 3, docs/design.md#ties): indices compared exactly."""
     x, mask = inputs((*shape[:4], False), dtype, seed=2)
     centers, assign = ops.dpc_cluster(x.cuda(), 16, 3, mask=on_gpu(mask))
     want_centers, want_assign = oracle.dpc_cluster(x, 16, 3, mask)

@@ -1,4 +1,4 @@
-"""Every bad input of DESIGN.md §3 raises a ValueError/TypeError that names the argument."""
+"""Every bad input of docs/design.md#argument-checks raises a ValueError/TypeError that names the argument."""
 
 import pytest
 import torch

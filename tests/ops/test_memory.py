@@ -1,4 +1,4 @@
-"""Large N without N x N memory: the compiled kernels stream tiles (DESIGN.md §8)."""
+"""Large N without N x N memory: the compiled kernels stream tiles (docs/design.md#performance-targets)."""
 
 import subprocess
 import sys
@@ -53,7 +53,7 @@ def test_reference_needs_n_squared():
 
 @pytest.mark.skipif("cpu" not in ops.available_backends(), reason="needs emollm._C")
 def test_cpu_dpc_cluster_at_n_32768_within_n_times_k_plus_tile():
-    # Issue 3's large-N case at a size CI can run: O(N·(k + tile)) extra memory, with k = 5 and
+    # The large-N target (one video event) at a size CI can run: O(N·(k + tile)) extra memory, with k = 5 and
     # tile = 256 rows: N·(k + tile) float32 is 33 MiB; one N x N float32 matrix would be 4 GiB.
     n, k, tile = 32768, 5, 256
     extra = extra_peak_mb("cpu", n, 64)

@@ -183,7 +183,7 @@ def test_sequential_run_trains_on_general_data_first(synth, tmp_path, monkeypatc
     assert [s.startswith("g") for s in seen] == [True] * 4 + [False] * 24
 
 
-# ---- it learns (issue 6, item 6) ----
+# ---- it learns ----
 
 @pytest.mark.slow
 def test_synthetic_emobench_is_learned_well_above_chance(tmp_path):
