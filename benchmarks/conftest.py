@@ -1,8 +1,9 @@
 """Shared pieces of the op benchmarks (pytest-benchmark).
 
-Each benchmark group is one op at one shape; its rows ("providers") are ``reference``, every
-other backend (skipped, with the reason, where it is not available or does not run on the
-benchmark device) and, for the distance-bound ops, ``bmm``: one ``torch.bmm(x, xᵀ)`` of the
+Each benchmark group is one op at one shape; its rows ("providers") are ``chat-univi`` (the peer
+baseline: Chat-UniVi's dense arithmetic, ``chat_univi.py``), ``reference``, every other backend
+(skipped, with the reason, where it is not available or does not run on the benchmark device)
+and, for the distance-bound ops, ``bmm``: one ``torch.bmm(x, xᵀ)`` of the
 same shape, the GEMM that any exact method must at least match (docs/design.md#performance-targets).
 
     python -m pytest benchmarks --benchmark-json results.json
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import chat_univi
 import pytest
 import torch
 from _machine import describe
@@ -55,9 +57,10 @@ def _skip_reason(name: str, op: str) -> str | None:
 
 
 def providers(op: str, *, floor: bool = False) -> list:
-    """``pytest.param`` per provider of ``op``, ``reference`` first; ``bmm`` too if ``floor``."""
+    """``pytest.param`` per provider of ``op``, the baselines first; ``bmm`` too if ``floor``."""
     params = []
-    for name in ["reference", *(b for b in ops.backends() if b != "reference")]:
+    first = [chat_univi.NAME, "reference"]
+    for name in [*first, *(b for b in ops.backends() if b not in first)]:
         reason = _skip_reason(name, op)
         marks = [pytest.mark.skip(reason=reason)] if reason else []
         params.append(pytest.param(name, marks=marks, id=name))

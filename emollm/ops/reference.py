@@ -1,7 +1,7 @@
 """Plain PyTorch implementations of every op contract (docs/design.md#op-contracts): the readable spec.
 
 Any device, O(N²) memory: each function materializes the full pairwise distance matrix, from
-explicit differences ``x_i − x_j`` summed in float64, so ties are exact (duplicate tokens are at
+explicit differences ``x_i − x_j`` in float64, so ties are exact (duplicate tokens are at
 distance 0 from each other and at equal distances from everyone else) and every decision follows
 the contract's lower-index rules. They are the fallback backend and the yardstick of the tests;
 the speed baseline of the benchmarks is Chat-UniVi's own arithmetic (benchmarks/chat_univi.py).
@@ -22,28 +22,16 @@ BACKEND = declare(Backend(
     status=lambda: (True, "plain PyTorch (emollm/ops/reference.py)"),
 ))
 
-_CHUNK = 1 << 22  # float64 elements per block of differences (32 MB)
-
-
-def _acc(x: Tensor) -> Tensor:
-    return x if x.dtype == torch.float64 else x.float()
-
-
 def _valid(x: Tensor, mask: Tensor | None) -> Tensor:
     return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
 
 
 def pairwise_sqdist(x: Tensor) -> Tensor:
-    """``[B,N,D] -> [B,N,N]`` float64: ``||x_i - x_j||² / D`` from explicit differences."""
+    """``[B,N,D] -> [B,N,N]`` float64: ``||x_i - x_j||² / D`` from explicit differences (``cdist``
+    without its Gram-matrix shortcut), so exact duplicates are at distance 0 and have equal rows."""
     xd = x.double()
-    b, n, d = xd.shape
-    out = xd.new_empty(b, n, n)
-    rows = max(1, _CHUNK // max(1, n * d))
-    for i in range(b):
-        for start in range(0, n, rows):
-            diff = xd[i, start:start + rows, None, :] - xd[i, None, :, :]
-            out[i, start:start + rows] = diff.square().sum(-1)
-    return out / d
+    d = torch.cdist(xd, xd, compute_mode="donot_use_mm_for_euclid_dist")
+    return d.square() / x.shape[-1]
 
 
 @register("knn_density", "reference")
@@ -107,7 +95,7 @@ def dpc_cluster_merge(x: Tensor, num_clusters: int, k: int, mask: Tensor | None,
 @register("cluster_merge", "reference")
 def cluster_merge(x: Tensor, assign: Tensor, num_clusters: int, weight: Tensor | None) -> Tensor:
     b, _, dim = x.shape
-    xa = _acc(x)
+    xa = x.double()  # the output is then the correctly rounded mean
     member = assign >= 0
     xa = torch.where(member[..., None], xa, 0)  # an ignored token never reaches a sum, NaN or not
     w = torch.ones(assign.shape, dtype=xa.dtype, device=x.device) if weight is None else weight.to(xa.dtype)
@@ -155,7 +143,7 @@ def gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, T
 
 @register("gcn_propagate", "reference")
 def gcn_propagate(bits: Tensor, dinv: Tensor, h: Tensor) -> Tensor:
-    a_hat = unpack_bits(bits, h.shape[1]).to(_acc(h).dtype)
+    a_hat = unpack_bits(bits, h.shape[1]).double()
     dinv = dinv.to(a_hat.dtype)
-    out = dinv[..., None] * (a_hat @ (dinv[..., None] * _acc(h)))
+    out = dinv[..., None] * (a_hat @ (dinv[..., None] * h.double()))
     return out.to(h.dtype)
