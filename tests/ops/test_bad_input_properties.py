@@ -29,8 +29,8 @@ def tokens(draw):
     shape = [draw(st.integers(0 if rank != 3 else 1, 3)) for _ in range(rank - 2)] if rank > 2 else []
     shape += [draw(st.integers(0, 12)) for _ in range(min(rank, 2))]
     dtype = draw(st.sampled_from(DTYPES))
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(draw(st.integers(0, 1000))), dtype=torch.float64) * draw(
-        st.sampled_from([1.0, 1e3, 1e-3]))
+    seed = torch.Generator().manual_seed(draw(st.integers(0, 1000)))
+    x = torch.randn(shape, generator=seed, dtype=torch.float64) * draw(st.sampled_from([1.0, 1e3, 1e-3]))
     if x.numel() and draw(st.booleans()):
         flat = x.view(-1)
         for _ in range(draw(st.integers(1, 3))):
