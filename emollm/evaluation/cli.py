@@ -47,6 +47,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", metavar="DIR_OR_NAME", help="base model of a peft adapter --model")
     p.add_argument("--resume", action="store_true", help="keep the answers already in OUT/predictions.jsonl")
     p.add_argument("--max-unparseable", type=int, default=50, help="unparseable answers listed in report.md")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals (default: 1000; 0: no intervals)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval, extra="eval")
 
@@ -112,8 +115,9 @@ def _check(args: argparse.Namespace) -> str | None:
         value = getattr(args, name)
         if value is not None and value < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {value}"
-    if args.max_unparseable < 0:
-        return f"--max-unparseable must be at least 0, got {args.max_unparseable}"
+    for name in ("max_unparseable", "bootstrap"):
+        if getattr(args, name) < 0:
+            return f"--{name.replace('_', '-')} must be at least 0, got {getattr(args, name)}"
     for name in ("data", "predictions", "prompts"):
         value = getattr(args, name)
         if value is not None and not Path(value).is_file():
@@ -166,7 +170,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         predictions, meta = (_answer if args.model is not None else _rescore)(args, out)
-        metrics = compute_metrics(predictions)
+        metrics = compute_metrics(predictions, resamples=args.bootstrap, seed=args.bootstrap_seed)
     except (RecordError, ValueError) as e:  # bad input, said in one line; anything else keeps its traceback
         print(f"emollm eval: {e}", file=sys.stderr)
         return 2
