@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from emollm._atomic import write_text
 
 __all__ = ["add_commands", "cmd_eval", "load_model"]
 
@@ -100,9 +101,7 @@ def _exemplars(store: str, seed: int):
 
 
 def _write_predictions(predictions: list[dict[str, Any]], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -125,36 +124,70 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
+    """Answers ``--data`` in this process's share of the records (all of them when alone); process 0
+    returns the merged predictions, the others ``None``."""
     import torch
 
     from emollm.data.records import read_jsonl
+    from emollm.evaluation import sharding
     from emollm.evaluation.predict import predict
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = args.dtype if args.dtype != "auto" else "bfloat16" if torch.device(device).type == "cuda" else "float32"
     records = list(read_jsonl(args.data, check_media=True))  # a moved JSONL fails here, not mid-run
     if args.limit is not None:
         records = records[: args.limit]
     if not records:
         raise ValueError(f"--data {args.data} holds no records")
+    state = sharding.process_state(args.device)
+    world, rank = state.num_processes, state.process_index
+    if world > 1:
+        device = str(state.device)  # cuda:<local rank>, or cpu
+    else:
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = args.dtype if args.dtype != "auto" else "bfloat16" if torch.device(device).type == "cuda" else "float32"
+    earlier = sharding.answered(out, records) if args.resume else {}
+    state.wait_for_everyone()  # every process has read the old answers before any shard is rewritten
     model, processor = load_model(args.model, device=device, dtype=dtype, base_model=args.base_model)
     exemplars = _exemplars(args.prompts, args.prompt_seed) if args.prompts else None
-    predictions = predict(model, processor, records, Path(args.data).parent, batch_size=args.batch_size,
-                          max_new_tokens=args.max_new_tokens, exemplars=exemplars, out=out / "predictions.jsonl",
-                          resume=args.resume, progress=not args.no_progress)
+    with state.split_between_processes(records) as share:
+        predict(model, processor, share, Path(args.data).parent, batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens, exemplars=exemplars, out=sharding.shard_path(out, rank),
+                answered=earlier, progress=not args.no_progress and state.is_main_process,
+                desc="emollm eval" + (f" (process 0 of {world}, {len(share)} records)" if world > 1 else ""))
+    state.wait_for_everyone()
+    predictions = sharding.merge_shards(out, records, world) if state.is_main_process else None
     meta = {"model": args.model, "data": args.data, "records": len(records), "device": device, "dtype": dtype,
-            "max_new_tokens": args.max_new_tokens, "prompts": args.prompts or "none"}
+            "processes": world, "max_new_tokens": args.max_new_tokens, "prompts": args.prompts or "none"}
     return predictions, meta
 
 
-def _rescore(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _rescore(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
     from emollm.evaluation.metrics import rescore
     from emollm.evaluation.predict import read_predictions
+    from emollm.evaluation.sharding import is_main_process
 
+    if not is_main_process():  # re-scoring needs no model: one process does it
+        return None, {}
     predictions = [rescore(p, i) for i, p in enumerate(read_predictions(args.predictions))]
     _write_predictions(predictions, out / "predictions.jsonl")
     return predictions, {"predictions": args.predictions, "records": len(predictions)}
+
+
+def _refuse(problem: str) -> int:
+    """Exit code 2 after one line on stderr (from process 0 only: under torchrun every process
+    finds the same problem)."""
+    from emollm.evaluation.sharding import is_main_process
+
+    if is_main_process():
+        print(f"emollm eval: {problem}", file=sys.stderr)
+    return 2
+
+
+def _end_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -164,16 +197,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     problem = _check(args)
     if problem:
-        print(f"emollm eval: {problem}", file=sys.stderr)
-        return 2
+        return _refuse(problem)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
         predictions, meta = (_answer if args.model is not None else _rescore)(args, out)
+        if predictions is None:  # not process 0: its share is in its shard, merged by process 0
+            return 0
         metrics = compute_metrics(predictions, resamples=args.bootstrap, seed=args.bootstrap_seed)
     except (RecordError, ValueError) as e:  # bad input, said in one line; anything else keeps its traceback
-        print(f"emollm eval: {e}", file=sys.stderr)
-        return 2
+        return _refuse(str(e))
+    finally:
+        _end_process_group()
     paths = write_report(metrics, out, meta=meta, max_unparseable=args.max_unparseable)
     print(format_report(metrics, meta=meta, max_unparseable=0).split("## Per task", 1)[0].rstrip())
     print("wrote " + ", ".join(str(p) for p in [out / "predictions.jsonl", *paths.values()]))

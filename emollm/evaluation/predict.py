@@ -110,6 +110,7 @@ def _check_args(records: Sequence[EmoRecord], batch_size: int, max_new_tokens: i
 def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.PathLike, *, batch_size: int = 8,
             max_new_tokens: int = 32, exemplars: ExemplarSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
+            answered: Mapping[str, dict[str, Any]] | None = None, desc: str = "emollm eval",
             ) -> list[dict[str, Any]]:
     """Answers ``records`` with ``model`` (greedy decoding) and returns one prediction per record,
     in record order (:func:`~emollm.evaluation.metrics.make_prediction`: id, task, source,
@@ -126,15 +127,17 @@ def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.P
         out: ``predictions.jsonl`` to write, one line per record after each batch.
         resume: keep the predictions already in ``out`` (those of ids in ``records``) and answer
             the other records only; without it ``out`` is overwritten.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (titled ``desc``).
+        answered: predictions made earlier, by id (e.g. found in the shards of an interrupted
+            multi-process run): those of ids in ``records`` are kept and written to ``out``, not redone.
     """
     _check_args(records, batch_size, max_new_tokens)
     exemplar = _exemplar_fn(exemplars)
     base_dir = Path(base_dir)
     wanted = {r.id for r in records}
-    done: dict[str, dict[str, Any]] = {}
+    done = {i: p for i, p in (answered or {}).items() if i in wanted}
     if out is not None and resume and Path(out).exists():
-        done = {p["id"]: p for p in read_predictions(out) if p.get("id") in wanted}
+        done.update((p["id"], p) for p in read_predictions(out) if p.get("id") in wanted)
     todo = [r for r in records if r.id not in done]
 
     tokenizer = processor.tokenizer
@@ -143,7 +146,7 @@ def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.P
     sink = None if out is None else _open_sink(Path(out), [done[r.id] for r in records if r.id in done])
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(records), initial=len(done), unit="record", desc="emollm eval", disable=not progress)
+    bar = tqdm(total=len(records), initial=len(done), unit="record", desc=desc, disable=not progress)
     try:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
