@@ -13,9 +13,10 @@ then the flags given on the command line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from emollm.training.config import STRATEGIES, TrainConfig
+from emollm.training.config import PARALLEL, STRATEGIES, TrainConfig
 
 _PRESET = TrainConfig()
 
@@ -28,21 +29,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, **flags)
     except (ValueError, OSError) as e:
-        print(f"emollm train: {e}", file=sys.stderr)
-        return 2
+        return _refuse(str(e))
     try:
         result = train(config)
-    except TrainInputError as e:  # a bad data file or model folder: one line, not a traceback
-        print(f"emollm train: {e}", file=sys.stderr)
-        return 2
+    except TrainInputError as e:  # a bad data file, model folder or setting: one line, not a traceback
+        return _refuse(str(e))
     except KeyboardInterrupt:
         print(f"\nemollm train: interrupted; run the same command again to continue from the last checkpoint "
               f"in {config.output}", file=sys.stderr)
         return 130
-    resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
-    print(f"trained {result.global_step} steps (mean loss {result.train_loss:.4f}{resumed}); "
-          f"model and processor saved to {result.output}")
+    finally:
+        _end_process_group()
+    if _is_main_process():
+        resumed = f", resumed from {result.resumed_from}" if result.resumed_from else ""
+        print(f"trained {result.global_step} steps (mean loss {result.train_loss:.4f}{resumed}); "
+              f"model and processor saved to {result.output}")
     return 0
+
+
+def _is_main_process() -> bool:
+    # Under torchrun every process runs the command; process 0 speaks for all.
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _refuse(problem: str) -> int:
+    if _is_main_process():
+        print(f"emollm train: {problem}", file=sys.stderr)
+    return 2
+
+
+def _end_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +97,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=float, help=f"video frames per second (default: {_PRESET.fps})")
     p.add_argument("--max-frames", type=int, help=f"video frame cap (default: {_PRESET.max_frames})")
     p.add_argument("--num-workers", type=int, help=f"data loading processes (default: {_PRESET.num_workers})")
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="default: where CUDA supports it")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction,
+                   help="default: where CUDA supports it; on CPU --bf16 runs CPU autocast")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--parallel", choices=PARALLEL, help="how the processes of torchrun / accelerate launch share the "
+                   "work: ddp (default), fsdp, zero2 / zero3 (DeepSpeed); see docs/training.md")
+    p.add_argument("--deepspeed", metavar="FILE.json", help="a DeepSpeed config replacing the zero2/zero3 preset")
     p.set_defaults(func=cmd_train, extra="train")

@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STRATEGIES", "TrainConfig", "load_config"]
+__all__ = ["PARALLEL", "STRATEGIES", "TrainConfig", "load_config"]
 
 STRATEGIES = ("emo", "mix", "sequential")
+PARALLEL = ("ddp", "fsdp", "zero2", "zero3")  # emollm.training.parallel (kept free of torch imports here)
 
 
 @dataclasses.dataclass
@@ -21,7 +22,9 @@ class TrainConfig:
     each device gets ``batch_size / (world_size * grad_accum)`` samples per step.
     ``max_steps`` (optimizer steps), when set, replaces ``epochs``.
     ``general``: general instruction data for the ``mix`` and ``sequential`` strategies.
-    ``bf16``: ``None`` = bf16 where CUDA supports it, else fp32.
+    ``bf16``: ``None`` = bf16 where CUDA supports it, else fp32 (``True`` on CPU: CPU autocast).
+    ``parallel``: how processes share the work (:mod:`emollm.training.parallel`): ``ddp``, ``fsdp``,
+    ``zero2``, ``zero3``; ``deepspeed``: a DeepSpeed JSON replacing the ZeRO preset.
     """
 
     model: str | None = None
@@ -50,12 +53,16 @@ class TrainConfig:
     num_workers: int = 0
     bf16: bool | None = None
     gradient_checkpointing: bool = False
+    parallel: str = "ddp"
+    deepspeed: str | None = None
 
     def validate(self) -> TrainConfig:
         """Raises ``ValueError`` naming the setting that is missing or out of range."""
         for name in ("model", "data", "output"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required (--{name} or '{name}:' in the YAML config)")
+        if self.parallel not in PARALLEL:
+            raise ValueError(f"parallel must be one of {PARALLEL}, got {self.parallel!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.strategy != "emo" and not self.general:

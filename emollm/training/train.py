@@ -28,14 +28,16 @@ from emollm.data.records import RecordError
 from emollm.model import NAMES, EmoLLMForConditionalGeneration, EmoLLMProcessor, apply_lora, from_named
 from emollm.model._compat import checkpointing_argument
 from emollm.training.config import TrainConfig
+from emollm.training.parallel import bf16_setting, parallel_arguments
 from emollm.training.schedule import ScheduledDataset, schedule
+from emollm.training.trainer import EmoLLMTrainer, keep_projectors_in_graph
 
 __all__ = ["TrainInputError", "TrainResult", "load_model", "train", "training_arguments"]
 
 
 class TrainInputError(ValueError):
-    """A data file or model folder that cannot be used; the message says which and why.
-    ``emollm train`` prints it in one line (exit code 2) instead of a traceback."""
+    """A data file, model folder or setting that cannot be used here; the message says which and
+    why. ``emollm train`` prints it in one line (exit code 2) instead of a traceback."""
 
 
 @dataclasses.dataclass
@@ -62,8 +64,13 @@ def load_model(name_or_dir: str, seed: int = 0) -> tuple[EmoLLMForConditionalGen
 
 def training_arguments(config: TrainConfig) -> TrainingArguments:
     """The Trainer's arguments for ``config``; the epochs are already unrolled into the data, so the
-    Trainer makes one sequential pass (or ``max_steps`` steps)."""
-    bf16 = config.bf16 if config.bf16 is not None else torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    Trainer makes one sequential pass (or ``max_steps`` steps). Raises :class:`TrainInputError` for
+    a setting this machine cannot run (bf16 on a GPU without it, DeepSpeed not installed)."""
+    try:
+        bf16 = bf16_setting(config.bf16)
+        parallel = parallel_arguments(config.parallel, config.deepspeed)
+    except ValueError as e:
+        raise TrainInputError(str(e)) from e
     args = TrainingArguments(
         output_dir=config.output, num_train_epochs=1, max_steps=config.max_steps or -1,
         per_device_train_batch_size=1, gradient_accumulation_steps=config.grad_accum,
@@ -74,11 +81,13 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         dataloader_num_workers=config.num_workers, **{checkpointing_argument(): config.gradient_checkpointing},
         dataloader_pin_memory=torch.cuda.is_available(),
         train_sampling_strategy="sequential", remove_unused_columns=False, report_to="none",
+        ddp_find_unused_parameters=False,  # every trainable parameter is in every step (keep_projectors_in_graph)
+        **parallel,
     )
     devices = args.world_size * config.grad_accum
     if config.batch_size % devices:
-        raise ValueError(f"batch_size {config.batch_size} (the global batch) must be a multiple of world size "
-                         f"{args.world_size} x grad_accum {config.grad_accum}")
+        raise TrainInputError(f"batch_size {config.batch_size} (the global batch) must be a multiple of world size "
+                              f"{args.world_size} x grad_accum {config.grad_accum}")
     args.per_device_train_batch_size = config.batch_size // devices
     return args
 
@@ -100,6 +109,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
     output = Path(config.output)
     set_seed(config.seed)  # LoRA's initial A matrices come from the global RNG: same seed, same run
     dataset = _datasets(config)  # first: a bad data file is reported before a large model loads
+    args = training_arguments(config)  # then a setting this machine cannot run (bf16, DeepSpeed)
     model, processor = load_model(config.model, seed=config.seed)
     if config.lora:
         # Recorded as the adapters' base_model_name_or_path, so `emollm eval` of a checkpoint finds
@@ -107,15 +117,40 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
         # of runs with another --seed need the merged final output instead.)
         model.name_or_path = config.model if config.model in NAMES else str(Path(config.model).resolve())
         model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
-    args = training_arguments(config)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=EmoBenchCollator(processor),
+    # In every run, not only multi-process ones: one process then computes what N processes do.
+    keep_projectors_in_graph(model)
+    trainer = EmoLLMTrainer(model=model, args=args, train_dataset=dataset, data_collator=EmoBenchCollator(processor),
                       processing_class=processor, callbacks=list(callbacks))
     checkpoint = get_last_checkpoint(str(output)) if config.resume and output.is_dir() else None
     result = trainer.train(resume_from_checkpoint=checkpoint)
 
-    if trainer.is_world_process_zero():
-        final = trainer.model.merge_and_unload() if config.lora else trainer.model
-        final.save_pretrained(output)
-        processor.save_pretrained(output)
-        (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    _save_final(trainer, config, processor)
     return TrainResult(trainer.state.global_step, result.training_loss, output, checkpoint)
+
+
+def _save_final(trainer: Trainer, config: TrainConfig, processor: EmoLLMProcessor) -> None:
+    """The finished model (LoRA merged into the LM), its processor and ``train_config.json`` in
+    ``config.output``, written by process 0.
+
+    Under ``fsdp`` and ``zero3`` no process holds whole parameters, so the Trainer first gathers
+    them into a save (the adapters of a LoRA run, into ``output/adapter``); process 0 then merges
+    those into a fresh copy of the base model."""
+    output = Path(config.output)
+    sharded = config.parallel in ("fsdp", "zero3")
+    if sharded:
+        trainer.save_model(str(output / "adapter") if config.lora else str(output))  # collective: every process
+    if not trainer.is_world_process_zero():
+        return
+    if sharded and config.lora:
+        from peft import PeftModel
+
+        base, _ = load_model(config.model, seed=config.seed)
+        final = PeftModel.from_pretrained(base, output / "adapter").merge_and_unload()
+    elif sharded:
+        final = None  # the Trainer saved the whole model
+    else:
+        final = trainer.model.merge_and_unload() if config.lora else trainer.model
+    if final is not None:
+        final.save_pretrained(output)
+    processor.save_pretrained(output)
+    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
