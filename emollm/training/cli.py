@@ -4,7 +4,9 @@
                  [--epochs 5 --max-steps N --lr 2e-5 --batch-size 16 --grad-accum 1]
                  [--strategy emo|mix|sequential --general FILE.jsonl]
                  [--lora-r 8 --lora-alpha 16 --lora-dropout 0.05 | --no-lora]
-                 [--seed 0 --save-steps 500 --logging-steps 10 --resume | --no-resume]
+                 [--seed 0 --save-steps 500 --save-total-limit 2 --logging-steps 10]
+                 [--resume | --no-resume] [--resume-with-changes]
+                 [--parallel ddp|fsdp|zero2|zero3 [--deepspeed FILE.json]] [--bf16 | --no-bf16]
 
 Settings come from the paper preset, then the YAML file (keys = the flag names, ``-`` or ``_``),
 then the flags given on the command line.
@@ -23,6 +25,7 @@ _PRESET = TrainConfig()
 
 def cmd_train(args: argparse.Namespace) -> int:
     from emollm.training.config import load_config
+    from emollm.training.run_record import RunFinished
     from emollm.training.train import TrainInputError, train
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "func", "extra", "config")}
@@ -34,6 +37,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train(config)
     except TrainInputError as e:  # a bad data file, model folder or setting: one line, not a traceback
         return _refuse(str(e))
+    except RunFinished as e:
+        if _is_main_process():
+            print(f"emollm train: {e}")
+        return 0
     except KeyboardInterrupt:
         print(f"\nemollm train: interrupted; run the same command again to continue from the last checkpoint "
               f"in {config.output}", file=sys.stderr)
@@ -90,10 +97,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lora-dropout", type=float, help=f"default: {_PRESET.lora_dropout}")
     p.add_argument("--seed", type=int, help=f"default: {_PRESET.seed}")
     p.add_argument("--save-steps", type=int, help=f"checkpoint every N steps (default: {_PRESET.save_steps})")
-    p.add_argument("--save-total-limit", type=int, help="keep at most N checkpoints (default: all)")
+    p.add_argument("--save-total-limit", type=int,
+                   help=f"keep the newest N checkpoints (default: {_PRESET.save_total_limit})")
     p.add_argument("--logging-steps", type=int, help=f"default: {_PRESET.logging_steps}")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction,
                    help="continue from the last checkpoint in --output if there is one (default: yes)")
+    p.add_argument("--resume-with-changes", action="store_true", default=None,
+                   help="continue checkpoints made with other settings (refused without it)")
     p.add_argument("--fps", type=float, help=f"video frames per second (default: {_PRESET.fps})")
     p.add_argument("--max-frames", type=int, help=f"video frame cap (default: {_PRESET.max_frames})")
     p.add_argument("--num-workers", type=int, help=f"data loading processes (default: {_PRESET.num_workers})")

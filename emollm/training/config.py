@@ -23,6 +23,10 @@ class TrainConfig:
     ``max_steps`` (optimizer steps), when set, replaces ``epochs``.
     ``general``: general instruction data for the ``mix`` and ``sequential`` strategies.
     ``bf16``: ``None`` = bf16 where CUDA supports it, else fp32 (``True`` on CPU: CPU autocast).
+    ``save_total_limit``: checkpoints kept (the newest; ``None`` keeps all). Two, so that a kill
+    while the newest is written still leaves a whole one to resume from.
+    ``resume_with_changes``: continue the checkpoints in ``output`` although they were made with
+    other settings (:mod:`emollm.training.run_record`).
     ``parallel``: how processes share the work (:mod:`emollm.training.parallel`): ``ddp``, ``fsdp``,
     ``zero2``, ``zero3``; ``deepspeed``: a DeepSpeed JSON replacing the ZeRO preset.
     """
@@ -45,9 +49,10 @@ class TrainConfig:
     lora_dropout: float = 0.05
     seed: int = 0
     save_steps: int = 500
-    save_total_limit: int | None = None
+    save_total_limit: int | None = 2
     logging_steps: int = 10
     resume: bool = True
+    resume_with_changes: bool = False
     fps: float = 1.0
     max_frames: int = 64
     num_workers: int = 0
@@ -72,6 +77,8 @@ class TrainConfig:
                     "max_frames": self.max_frames}
         if self.max_steps is not None:
             positive["max_steps"] = self.max_steps
+        if self.save_total_limit is not None:
+            positive["save_total_limit"] = self.save_total_limit
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

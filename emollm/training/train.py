@@ -14,7 +14,6 @@ with its processor, loadable by ``EmoLLMForConditionalGeneration.from_pretrained
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +27,9 @@ from emollm.data.records import RecordError
 from emollm.model import NAMES, EmoLLMForConditionalGeneration, EmoLLMProcessor, apply_lora, from_named
 from emollm.model._compat import checkpointing_argument
 from emollm.training.config import TrainConfig
+from emollm.training.loss_log import LossLog
 from emollm.training.parallel import bf16_setting, parallel_arguments
+from emollm.training.run_record import SettingsChanged, check_rerun, finish_part, start_part
 from emollm.training.schedule import ScheduledDataset, schedule
 from emollm.training.trainer import EmoLLMTrainer, keep_projectors_in_graph
 
@@ -103,10 +104,23 @@ def _datasets(config: TrainConfig) -> ScheduledDataset:
     return ScheduledDataset([emo, general], order)
 
 
+def _step_of(checkpoint: str | None) -> int:
+    return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+
+
 def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
-    """Fine-tunes per ``config`` (validated here) and saves the merged model + processor to ``config.output``."""
+    """Fine-tunes per ``config`` (validated here) and saves the merged model + processor to ``config.output``.
+
+    Raises :class:`~emollm.training.run_record.RunFinished` when ``config.output`` holds a finished
+    run with the same settings, and :class:`TrainInputError` when it holds checkpoints of a run
+    with other settings (unless ``config.resume_with_changes``)."""
     config.validate()
     output = Path(config.output)
+    checkpoint = get_last_checkpoint(str(output)) if config.resume and output.is_dir() else None
+    try:
+        check_rerun(config, has_checkpoint=checkpoint is not None)
+    except SettingsChanged as e:
+        raise TrainInputError(str(e)) from e
     set_seed(config.seed)  # LoRA's initial A matrices come from the global RNG: same seed, same run
     dataset = _datasets(config)  # first: a bad data file is reported before a large model loads
     args = training_arguments(config)  # then a setting this machine cannot run (bf16, DeepSpeed)
@@ -119,11 +133,12 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
         model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
     # In every run, not only multi-process ones: one process then computes what N processes do.
     keep_projectors_in_graph(model)
-    trainer = EmoLLMTrainer(model=model, args=args, train_dataset=dataset, data_collator=EmoBenchCollator(processor),
-                      processing_class=processor, callbacks=list(callbacks))
-    checkpoint = get_last_checkpoint(str(output)) if config.resume and output.is_dir() else None
+    trainer = EmoLLMTrainer(model=model, args=args, train_dataset=dataset,
+                            data_collator=EmoBenchCollator(processor), processing_class=processor,
+                            callbacks=[LossLog(output), *callbacks])
+    if trainer.is_world_process_zero():
+        start_part(config, from_step=_step_of(checkpoint), processes=args.world_size)
     result = trainer.train(resume_from_checkpoint=checkpoint)
-
     _save_final(trainer, config, processor)
     return TrainResult(trainer.state.global_step, result.training_loss, output, checkpoint)
 
@@ -153,4 +168,4 @@ def _save_final(trainer: Trainer, config: TrainConfig, processor: EmoLLMProcesso
     if final is not None:
         final.save_pretrained(output)
     processor.save_pretrained(output)
-    (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    finish_part(config, trainer.state.global_step)
