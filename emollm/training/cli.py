@@ -2,7 +2,7 @@
 
     emollm train --model emollm-tiny --data synth/train.jsonl --output runs/tiny [--config FILE.yaml]
                  [--epochs 5 --max-steps N --lr 2e-5 --batch-size 16 --grad-accum 1]
-                 [--strategy emo|mix|sequential --general FILE.jsonl]
+                 [--strategy emo|mix|sequential --general FILE.jsonl|FILE.json [--image-folder DIR]]
                  [--lora-r 8 --lora-alpha 16 --lora-dropout 0.05 | --no-lora]
                  [--seed 0 --save-steps 500 --save-total-limit 2 --logging-steps 10]
                  [--resume | --no-resume] [--resume-with-changes]
@@ -81,7 +81,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="EmoBench training records (JSONL; media relative to its folder)")
     p.add_argument("--output", help="folder for checkpoints and the final model")
     p.add_argument("--config", help="YAML file of settings (flag names as keys); flags override it")
-    p.add_argument("--general", help="general instruction data (JSONL with 'conversations') for mix/sequential")
+    p.add_argument("--general", help="general instruction data for mix/sequential: JSONL with 'conversations', or "
+                   "a JSON array as LLaVA publishes it (e.g. llava_v1_5_mix665k.json)")
+    p.add_argument("--image-folder", metavar="DIR", help="folder the general data's relative image/video paths start "
+                   "from (LLaVA's --image_folder; default: the --general file's folder)")
     p.add_argument("--strategy", choices=STRATEGIES, help=f"default: {_PRESET.strategy}")
     p.add_argument("--epochs", type=int, help=f"default: {_PRESET.epochs}")
     p.add_argument("--max-steps", type=int, help="optimizer steps; replaces --epochs when given")

@@ -21,7 +21,9 @@ class TrainConfig:
     ``batch_size`` is the global batch (over all processes and accumulation steps), as in the paper:
     each device gets ``batch_size / (world_size * grad_accum)`` samples per step.
     ``max_steps`` (optimizer steps), when set, replaces ``epochs``.
-    ``general``: general instruction data for the ``mix`` and ``sequential`` strategies.
+    ``general``: general instruction data for the ``mix`` and ``sequential`` strategies: JSONL, or
+    a JSON array as LLaVA publishes it; ``image_folder``: the folder its relative ``image`` /
+    ``video`` paths start from (default: the file's folder).
     ``bf16``: ``None`` = bf16 where CUDA supports it, else fp32 (``True`` on CPU: CPU autocast).
     ``save_total_limit``: checkpoints kept (the newest; ``None`` keeps all). Two, so that a kill
     while the newest is written still leaves a whole one to resume from.
@@ -35,6 +37,7 @@ class TrainConfig:
     data: str | None = None
     output: str | None = None
     general: str | None = None
+    image_folder: str | None = None
     strategy: str = "emo"
     epochs: int = 5
     max_steps: int | None = None
@@ -72,6 +75,8 @@ class TrainConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.strategy != "emo" and not self.general:
             raise ValueError(f"strategy {self.strategy!r} needs general instruction data (--general FILE.jsonl)")
+        if self.image_folder is not None and not self.general:
+            raise ValueError("image_folder goes with general data (--general FILE)")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
                     "lora_r": self.lora_r, "save_steps": self.save_steps, "logging_steps": self.logging_steps,
                     "max_frames": self.max_frames}

@@ -97,7 +97,8 @@ def _datasets(config: TrainConfig) -> ScheduledDataset:
     media = {"fps": config.fps, "max_frames": config.max_frames}
     try:
         emo = EmoBenchDataset(config.data, **media)
-        general = InstructionDataset(config.general, **media) if config.strategy != "emo" else None
+        general = InstructionDataset(config.general, image_folder=config.image_folder, **media) \
+            if config.strategy != "emo" else None
     except (RecordError, OSError, ValueError) as e:  # a missing, empty or malformed file
         raise TrainInputError(str(e)) from e
     order = schedule(config.strategy, len(emo), len(general) if general else 0, config.epochs, config.seed)
