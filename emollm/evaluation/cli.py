@@ -48,6 +48,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", metavar="DIR_OR_NAME", help="base model of a peft adapter --model")
     p.add_argument("--resume", action="store_true", help="keep the answers already in OUT/predictions.jsonl")
     p.add_argument("--max-unparseable", type=int, default=50, help="unparseable answers listed in report.md")
+    p.add_argument("--feature-cache", metavar="DIR", help="keep the frozen CLIP/Whisper outputs in DIR (computed "
+                   "once, keyed by media file and tower) and answer from them instead of the media")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                    help="bootstrap resamples for the 95%% intervals (default: 1000; 0: no intervals)")
     p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
@@ -92,6 +94,17 @@ def load_model(spec: str, *, device: str = "cpu", dtype: str = "float32", base_m
         raise ValueError(f"--model {spec!r}: no config.json or adapter_config.json in that folder")
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype).to(device)
     return model.eval(), AutoProcessor.from_pretrained(path)
+
+
+def _cached_features(root: str, model, processor, records, base_dir: Path, progress: bool):
+    """A record -> cached tower outputs function, after computing this process's missing ones
+    (video frames as in training's defaults: 1 per second, at most 64)."""
+    from emollm.data.media import MAX_FRAMES
+    from emollm.training.cached_data import open_feature_cache, record_features
+
+    cache, digests = open_feature_cache(root, model, processor, [(records, base_dir)], fps=1.0,
+                                        max_frames=MAX_FRAMES, progress=progress)
+    return lambda record: record_features(record, base_dir, cache, digests)
 
 
 def _exemplars(store: str, seed: int):
@@ -149,11 +162,16 @@ def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] |
     state.wait_for_everyone()  # every process has read the old answers before any shard is rewritten
     model, processor = load_model(args.model, device=device, dtype=dtype, base_model=args.base_model)
     exemplars = _exemplars(args.prompts, args.prompt_seed) if args.prompts else None
+    base_dir = Path(args.data).parent
     with state.split_between_processes(records) as share:
-        predict(model, processor, share, Path(args.data).parent, batch_size=args.batch_size,
+        features = _cached_features(args.feature_cache, model, processor, share, base_dir,
+                                    progress=not args.no_progress and state.is_main_process) \
+            if args.feature_cache else None
+        predict(model, processor, share, base_dir, batch_size=args.batch_size,
                 max_new_tokens=args.max_new_tokens, exemplars=exemplars, out=sharding.shard_path(out, rank),
                 answered=earlier, progress=not args.no_progress and state.is_main_process,
-                desc="emollm eval" + (f" (process 0 of {world}, {len(share)} records)" if world > 1 else ""))
+                desc="emollm eval" + (f" (process 0 of {world}, {len(share)} records)" if world > 1 else ""),
+                features=features)
     state.wait_for_everyone()
     predictions = sharding.merge_shards(out, records, world) if state.is_main_process else None
     meta = {"model": args.model, "data": args.data, "records": len(records), "device": device, "dtype": dtype,

@@ -7,6 +7,7 @@
                  [--seed 0 --save-steps 500 --save-total-limit 2 --logging-steps 10]
                  [--resume | --no-resume] [--resume-with-changes]
                  [--parallel ddp|fsdp|zero2|zero3 [--deepspeed FILE.json]] [--bf16 | --no-bf16]
+                 [--feature-cache DIR]
 
 Settings come from the paper preset, then the YAML file (keys = the flag names, ``-`` or ``_``),
 then the flags given on the command line.
@@ -115,5 +116,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--parallel", choices=PARALLEL, help="how the processes of torchrun / accelerate launch share the "
                    "work: ddp (default), fsdp, zero2 / zero3 (DeepSpeed); see docs/training.md")
+    p.add_argument("--feature-cache", metavar="DIR", help="keep the frozen CLIP/Whisper outputs in DIR (computed "
+                   "once, keyed by media file and tower) and train on them instead of the media")
     p.add_argument("--deepspeed", metavar="FILE.json", help="a DeepSpeed config replacing the zero2/zero3 preset")
     p.set_defaults(func=cmd_train, extra="train")

@@ -29,6 +29,8 @@ class TrainConfig:
     while the newest is written still leaves a whole one to resume from.
     ``resume_with_changes``: continue the checkpoints in ``output`` although they were made with
     other settings (:mod:`emollm.training.run_record`).
+    ``feature_cache``: a folder of the frozen towers' outputs (:mod:`emollm.model.feature_cache`):
+    missing ones are computed before training, which then reads them instead of the media.
     ``parallel``: how processes share the work (:mod:`emollm.training.parallel`): ``ddp``, ``fsdp``,
     ``zero2``, ``zero3``; ``deepspeed``: a DeepSpeed JSON replacing the ZeRO preset.
     """
@@ -62,6 +64,7 @@ class TrainConfig:
     bf16: bool | None = None
     gradient_checkpointing: bool = False
     parallel: str = "ddp"
+    feature_cache: str | None = None
     deepspeed: str | None = None
 
     def validate(self) -> TrainConfig:

@@ -93,7 +93,7 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
     return args
 
 
-def _datasets(config: TrainConfig) -> ScheduledDataset:
+def _datasets(config: TrainConfig) -> tuple[EmoBenchDataset, InstructionDataset | None]:
     media = {"fps": config.fps, "max_frames": config.max_frames}
     try:
         emo = EmoBenchDataset(config.data, **media)
@@ -101,8 +101,29 @@ def _datasets(config: TrainConfig) -> ScheduledDataset:
             if config.strategy != "emo" else None
     except (RecordError, OSError, ValueError) as e:  # a missing, empty or malformed file
         raise TrainInputError(str(e)) from e
+    return emo, general
+
+
+def _scheduled(config: TrainConfig, emo, general) -> ScheduledDataset:
     order = schedule(config.strategy, len(emo), len(general) if general else 0, config.epochs, config.seed)
     return ScheduledDataset([emo, general], order)
+
+
+def _cached(config: TrainConfig, args: TrainingArguments, model, processor, emo, general):
+    """``(emo, general, collator)`` reading the towers' outputs from ``config.feature_cache``,
+    after computing the missing ones (each process a share, the towers on its device)."""
+    from emollm.model.feature_cache import inner_model
+    from emollm.training.cached_data import CachedFeatureCollator, CachedFeatureDataset, open_feature_cache
+
+    inner = inner_model(model)
+    inner.vision_tower.to(args.device)
+    inner.audio_tower.to(args.device)
+    sources = [(d.records, d.base_dir) for d in (emo, general) if d is not None]
+    cache, digests = open_feature_cache(config.feature_cache, model, processor, sources, fps=config.fps,
+                                        max_frames=config.max_frames, progress=args.process_index == 0,
+                                        rank=args.process_index, world_size=args.world_size)
+    wrap = lambda d: None if d is None else CachedFeatureDataset(d, cache, digests)  # noqa: E731
+    return wrap(emo), wrap(general), CachedFeatureCollator(processor)
 
 
 def _step_of(checkpoint: str | None) -> int:
@@ -123,9 +144,13 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
     except SettingsChanged as e:
         raise TrainInputError(str(e)) from e
     set_seed(config.seed)  # LoRA's initial A matrices come from the global RNG: same seed, same run
-    dataset = _datasets(config)  # first: a bad data file is reported before a large model loads
+    emo, general = _datasets(config)  # first: a bad data file is reported before a large model loads
     args = training_arguments(config)  # then a setting this machine cannot run (bf16, DeepSpeed)
     model, processor = load_model(config.model, seed=config.seed)
+    collator = EmoBenchCollator(processor)
+    if config.feature_cache:
+        emo, general, collator = _cached(config, args, model, processor, emo, general)
+    dataset = _scheduled(config, emo, general)
     if config.lora:
         # Recorded as the adapters' base_model_name_or_path, so `emollm eval` of a checkpoint finds
         # it. (A named random set-up such as emollm-tiny is rebuilt with seed 0 there: checkpoints
@@ -134,8 +159,8 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
         model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
     # In every run, not only multi-process ones: one process then computes what N processes do.
     keep_projectors_in_graph(model)
-    trainer = EmoLLMTrainer(model=model, args=args, train_dataset=dataset,
-                            data_collator=EmoBenchCollator(processor), processing_class=processor,
+    trainer = EmoLLMTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                            processing_class=processor,
                             callbacks=[LossLog(output), *callbacks])
     if trainer.is_world_process_zero():
         start_part(config, from_step=_step_of(checkpoint), processes=args.world_size)
