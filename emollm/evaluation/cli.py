@@ -1,6 +1,6 @@
 """``emollm eval``: answer EmoBench records with a model and score them, or re-score predictions.
 
-    emollm eval --model DIR --data test.jsonl --out eval/ [--batch-size 8] [--max-new-tokens 32]
+    emollm eval --model DIR --data test.jsonl --out eval/ [--config FILE.yaml] [--batch-size 8] [--max-new-tokens 32]
                 [--limit N] [--device cpu|cuda] [--dtype auto] [--prompts STORE.jsonl] [--resume]
     emollm eval --predictions eval/predictions.jsonl --out eval2/
 
@@ -24,6 +24,11 @@ from emollm._atomic import write_text
 __all__ = ["add_commands", "cmd_eval", "load_model"]
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# The options a --config YAML may set, with their defaults (the flags default to None, so that a
+# flag given on the command line is told apart from one left to the YAML file).
+SETTINGS = {"data": None, "batch_size": 8, "max_new_tokens": 32, "limit": None, "device": None, "dtype": "auto",
+            "prompts": None, "prompt_seed": 0, "base_model": None, "max_unparseable": 50, "feature_cache": None,
+            "bootstrap": 1000, "bootstrap_seed": 0}
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -37,22 +42,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="FILE.jsonl", help="EmoBench records to answer (with --model)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for predictions.jsonl, metrics.json, "
                    "report.md, accuracy.png")
-    p.add_argument("--batch-size", type=int, default=8, help="records per generate call (default: 8)")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit (default: 32)")
+    p.add_argument("--config", metavar="FILE.yaml", help="settings of the other options below (keys = their names, "
+                   "- or _); flags given override it (configs/eval/)")
+    p.add_argument("--batch-size", type=int, help="records per generate call (default: 8)")
+    p.add_argument("--max-new-tokens", type=int, help="answer length limit (default: 32)")
     p.add_argument("--limit", type=int, help="answer the first N records only")
     p.add_argument("--device", help="default: cuda if available, else cpu")
-    p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--dtype", choices=DTYPES, help="default auto: bfloat16 on CUDA, float32 on CPU")
     p.add_argument("--prompts", metavar="STORE.jsonl", help="EmoPrompt store: put a random exemplar of each "
                    "record's task before its question (paper §4.4)")
-    p.add_argument("--prompt-seed", type=int, default=0, help="seed of the exemplar choice (default: 0)")
+    p.add_argument("--prompt-seed", type=int, help="seed of the exemplar choice (default: 0)")
     p.add_argument("--base-model", metavar="DIR_OR_NAME", help="base model of a peft adapter --model")
     p.add_argument("--resume", action="store_true", help="keep the answers already in OUT/predictions.jsonl")
-    p.add_argument("--max-unparseable", type=int, default=50, help="unparseable answers listed in report.md")
+    p.add_argument("--max-unparseable", type=int, help="unparseable answers listed in report.md (default: 50)")
     p.add_argument("--feature-cache", metavar="DIR", help="keep the frozen CLIP/Whisper outputs in DIR (computed "
                    "once, keyed by media file and tower) and answer from them instead of the media")
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+    p.add_argument("--bootstrap", type=int, metavar="N",
                    help="bootstrap resamples for the 95%% intervals (default: 1000; 0: no intervals)")
-    p.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap resamples (default: 0)")
+    p.add_argument("--bootstrap-seed", type=int, help="seed of the bootstrap resamples (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval, extra="eval")
 
@@ -115,6 +122,27 @@ def _exemplars(store: str, seed: int):
 
 def _write_predictions(predictions: list[dict[str, Any]], path: Path) -> None:
     write_text(path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+
+
+def _settle(args: argparse.Namespace) -> None:
+    """Fills the options not given on the command line from ``--config`` (a YAML mapping), then
+    from :data:`SETTINGS`. Raises ``ValueError`` for a YAML key that is no such option."""
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        import yaml
+
+        loaded = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {args.config}: expected a mapping of settings, got {type(loaded).__name__}")
+        values = {k.replace("-", "_"): v for k, v in loaded.items()}
+        unknown = sorted(set(values) - set(SETTINGS))
+        if unknown:
+            raise ValueError(f"--config {args.config}: unknown setting(s) {unknown}; known: {sorted(SETTINGS)}")
+    for name, default in SETTINGS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, values.get(name, default))
+    if args.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {args.dtype!r}")
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -213,6 +241,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from emollm.evaluation.metrics import compute_metrics
     from emollm.evaluation.report import format_report, write_report
 
+    if args.config is not None and not Path(args.config).is_file():
+        return _refuse(f"--config {args.config}: no such file")
+    try:
+        _settle(args)
+    except (ValueError, OSError) as e:
+        return _refuse(str(e))
     problem = _check(args)
     if problem:
         return _refuse(problem)
