@@ -2,8 +2,9 @@
 
 The rows come from the Trainer's log history (step, epoch, loss, learning rate, gradient norm),
 which a resumed run restores from its checkpoint, so the files always cover the whole run. They
-are rewritten whole (atomically) at most every ``every`` seconds while the Trainer logs, at each
-checkpoint and at the end, by process 0 only.
+are rewritten whole (atomically) by process 0: ``loss.csv`` at most every ``every`` seconds while
+the Trainer logs and at each checkpoint, ``loss.png`` at most every ``every`` seconds at a
+checkpoint (drawing takes a fraction of a second), and both at the end.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class LossLog(TrainerCallback):
 
     def __init__(self, output: str | os.PathLike, every: float = 30.0):
         self.output, self.every = Path(output), every
-        self._last = 0.0
+        self._last = self._last_plot = 0.0
 
     def write(self, log_history: list[dict[str, Any]], plot: bool = True) -> None:
         rows = loss_rows(log_history)
@@ -70,13 +71,14 @@ class LossLog(TrainerCallback):
         writer.writeheader()
         writer.writerows(rows)
         write_text(self.output / "loss.csv", text.getvalue())
+        self._last = time.monotonic()
         if plot:
+            self._last_plot = self._last
             try:
                 plot_loss(rows, self.output / "loss.png")
             except ModuleNotFoundError as e:  # matplotlib is optional for training
                 if (e.name or "").split(".")[0] != "matplotlib":
                     raise
-        self._last = time.monotonic()
 
     def on_log(self, args, state, control, **kwargs):
         if state.is_world_process_zero and time.monotonic() - self._last >= self.every:
@@ -84,7 +86,7 @@ class LossLog(TrainerCallback):
 
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.write(state.log_history)
+            self.write(state.log_history, plot=time.monotonic() - self._last_plot >= self.every)
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
