@@ -97,7 +97,8 @@ class FeatureCache:
         self._where.clear()
         self._open.clear()
         for kind in KINDS:
-            for shard in sorted(self.folder(kind).glob("*.safetensors")):
+            # Not the hidden temporary files of shards being written (emollm._atomic).
+            for shard in sorted(p for p in self.folder(kind).glob("*.safetensors") if not p.name.startswith(".")):
                 with safe_open(shard, framework="pt") as f:
                     self._where.update(((kind, key), shard) for key in f.keys())
 

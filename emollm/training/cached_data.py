@@ -39,8 +39,10 @@ def open_feature_cache(root: str | os.PathLike, model, processor, sources: Seque
     media = [item for records, base in sources for item in _media(records, base)]
     digests = {path: file_digest(path) for path in dict.fromkeys(m["path"] for m in media)}
     cache = FeatureCache(root, tower_fingerprints(model, processor, fps=fps, max_frames=max_frames))
-    items = sorted({(m["type"], m["path"], digests[m["path"]]) for m in media if not cache.has(m["type"],
-                                                                                               digests[m["path"]])})
+    # Shares of all entries, not of the missing ones: another process may already have written some
+    # when this one looks, and every process must draw the same shares.
+    entries = {(m["type"], digests[m["path"]]): (m["type"], m["path"], digests[m["path"]]) for m in media}
+    items = sorted(entries.values())
     cache.fill(items[rank::world_size], model, processor, fps=fps, max_frames=max_frames, batch_size=batch_size,
                progress=progress)
     if world_size > 1:

@@ -76,6 +76,15 @@ def test_fsdp_on_two_processes_trains_the_same_weights(synth, one_process, tmp_p
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").is_file()  # gathered from the shards
 
 
+@pytest.mark.slow
+def test_two_processes_fill_one_feature_cache_and_train_the_same_weights(synth, one_process, tmp_path):
+    # Each process computes its share of the missing entries, then both read all of them.
+    one_dir, _ = one_process
+    torchrun([*_argv(synth["train"], tmp_path / "run"), "--feature-cache", str(tmp_path / "cache")])
+    _assert_same_weights(one_dir, tmp_path / "run")
+    assert len(list((tmp_path / "cache").glob("image-*/*.safetensors"))) == 2  # one shard per process
+
+
 def _args(**kw):
     return training_arguments(TrainConfig(**{"model": "emollm-tiny", "data": "d.jsonl", "output": "out", **kw}))
 
