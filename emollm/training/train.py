@@ -4,7 +4,11 @@
 ``config.lora`` is False), lays out the data per strategy (:mod:`emollm.training.schedule`) and
 runs the Trainer: AdamW, cosine schedule with warmup, checkpoints every ``save_steps`` and
 resumption from the last one in ``output``. The Trainer owns devices and processes, so the same
-code runs on a CPU, one GPU, or many through ``torchrun`` / ``accelerate launch``.
+code runs on a CPU, one GPU, or many through ``torchrun`` / ``accelerate launch``
+(:mod:`emollm.training.parallel`: DDP, FSDP, DeepSpeed ZeRO). With ``feature_cache`` it reads the
+frozen towers' outputs instead of the media (:mod:`emollm.training.cached_data`); ``loss.csv`` /
+``loss.png`` and ``train_config.json`` record the run (:mod:`emollm.training.loss_log`,
+:mod:`emollm.training.run_record`).
 
 The finished model is saved to ``output`` as a plain EmoLLM (LoRA merged into the LM weights)
 with its processor, loadable by ``EmoLLMForConditionalGeneration.from_pretrained(output)`` and
@@ -14,6 +18,8 @@ with its processor, loadable by ``EmoLLMForConditionalGeneration.from_pretrained
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -166,6 +172,9 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
         start_part(config, from_step=_step_of(checkpoint), processes=args.world_size)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     _save_final(trainer, config, processor)
+    # Every process leaves together: one that tore its process group down while process 0 still
+    # saves could end the job (and under FSDP the shards' owners must outlive the gathering).
+    trainer.accelerator.wait_for_everyone()
     return TrainResult(trainer.state.global_step, result.training_loss, output, checkpoint)
 
 
@@ -191,7 +200,11 @@ def _save_final(trainer: Trainer, config: TrainConfig, processor: EmoLLMProcesso
         final = None  # the Trainer saved the whole model
     else:
         final = trainer.model.merge_and_unload() if config.lora else trainer.model
-    if final is not None:
-        final.save_pretrained(output)
-    processor.save_pretrained(output)
+    # Saved beside the output first, then moved in file by file: each file appears whole or not at all.
+    with tempfile.TemporaryDirectory(dir=output, prefix=".final-") as tmp:
+        if final is not None:
+            final.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for path in Path(tmp).iterdir():
+            os.replace(path, output / path.name)
     finish_part(config, trainer.state.global_step)
