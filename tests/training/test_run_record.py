@@ -40,6 +40,7 @@ def _interrupted_run(data, output, **kw):
         train(config, callbacks=[_StopAtFirstSave()])
 
 
+@pytest.mark.slow
 def test_loss_log_and_curve_cover_the_whole_resumed_run(synth, tmp_path):
     run = tmp_path / "run"
     _interrupted_run(synth["train"], run)
@@ -84,6 +85,6 @@ def test_changed_settings_on_old_checkpoints_are_refused_unless_asked(synth, tmp
 
 def test_two_checkpoints_are_kept_by_default(synth, tmp_path):
     run = tmp_path / "run"
-    assert cli_main(_argv(synth["train"], run, "--max-steps", "6")) == 0
-    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
+    assert cli_main(_argv(synth["train"], run, "--max-steps", "3", "--save-steps", "1")) == 0
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     assert TrainConfig().save_total_limit == 2
