@@ -24,8 +24,8 @@ from torch.utils.data import Dataset
 from emollm.data.media import MAX_FRAMES, SAMPLING_RATE, load_audio, load_image, load_video
 from emollm.data.records import MEDIA_TYPES, PLACEHOLDERS, EmoRecord, RecordError, read_jsonl, resolve_media
 
-__all__ = ["EOS", "SYSTEM", "EmoBenchDataset", "InstructionDataset", "InstructionRecord", "conversation_text",
-           "load_media", "prompt_text", "read_instructions"]
+__all__ = ["EOS", "SYSTEM", "EmoBenchDataset", "InstructionDataset", "InstructionRecord", "check_media_files",
+           "conversation_text", "load_media", "prompt_text", "read_instructions"]
 
 SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. "
           "The assistant gives helpful, detailed, and polite answers to the user's questions.")
@@ -118,7 +118,11 @@ class InstructionRecord:
 
 
 def read_instructions(path: str | os.PathLike) -> list[InstructionRecord]:
-    """The :class:`InstructionRecord` s of a JSONL file; a bad line raises :class:`RecordError` with file and line."""
+    """The :class:`InstructionRecord` s of a JSONL file (one per line) or of a JSON array of them, as
+    LLaVA publishes its instruction data (e.g. ``llava_v1_5_mix665k.json``); a bad record raises
+    :class:`RecordError` with file and line (JSONL) or record index (array)."""
+    if _starts_with_bracket(path):
+        return _read_instruction_array(path)
     records = []
     with Path(path).open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -133,6 +137,43 @@ def read_instructions(path: str | os.PathLike) -> list[InstructionRecord]:
             if not records[-1].id:
                 records[-1].id = f"{Path(path).stem}/{lineno}"
     return records
+
+
+def _starts_with_bracket(path: str | os.PathLike) -> bool:
+    with Path(path).open(encoding="utf-8") as f:
+        head = f.read(4096).lstrip("\ufeff \t\r\n")
+    return head.startswith("[")
+
+
+def _read_instruction_array(path: str | os.PathLike) -> list[InstructionRecord]:
+    try:
+        items = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RecordError(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})", path) from None
+    records = []
+    for index, item in enumerate(items):
+        try:
+            records.append(InstructionRecord.from_dict(item))
+        except RecordError as e:
+            name = f" (id {item.get('id')!r})" if isinstance(item, dict) and "id" in item else ""
+            raise RecordError(f"record {index}{name}: {e.message}", path) from None
+        if not records[-1].id:
+            records[-1].id = f"{Path(path).stem}/{index}"
+    return records
+
+
+def check_media_files(records: Sequence[Conversational], base_dir: str | os.PathLike, path: str | os.PathLike,
+                      folder_flag: str | None = None) -> None:
+    """Raises :class:`RecordError` naming the first record whose media file does not exist
+    (relative paths taken against ``base_dir``; ``folder_flag`` names the option that set it,
+    ``None``: the file's own folder)."""
+    for index, record in enumerate(records):
+        for item in resolve_media(record, base_dir):
+            if not os.path.exists(item["path"]):
+                where = folder_flag or "the file's folder"
+                against = f" (relative paths are taken against {where} {base_dir})"
+                raise RecordError(f"record {index} (id {record.id!r}): missing {item['type']} file "
+                                  f"{item['path']}{against}", path)
 
 
 class _ConversationDataset(Dataset):
@@ -170,11 +211,16 @@ class EmoBenchDataset(_ConversationDataset):
 
 
 class InstructionDataset(_ConversationDataset):
-    """General instruction data (:class:`InstructionRecord` per line), for the ``mix`` and
-    ``sequential`` training strategies."""
+    """General instruction data (:func:`read_instructions`: JSONL, or a JSON array as LLaVA
+    publishes it), for the ``mix`` and ``sequential`` training strategies. Relative media paths
+    are taken against ``image_folder`` (LLaVA's ``--image_folder``) when given, else against the
+    file's folder; every media file is checked up front."""
 
-    def __init__(self, path: str | os.PathLike, **kwargs: Any):
-        super().__init__(_nonempty(read_instructions(path), path), Path(path).parent, **kwargs)
+    def __init__(self, path: str | os.PathLike, *, image_folder: str | os.PathLike | None = None, **kwargs: Any):
+        records = _nonempty(read_instructions(path), path)
+        base_dir = Path(image_folder) if image_folder is not None else Path(path).parent
+        check_media_files(records, base_dir, path, "--image-folder" if image_folder is not None else None)
+        super().__init__(records, base_dir, **kwargs)
 
 
 def _nonempty(records: list, path: str | os.PathLike) -> list:

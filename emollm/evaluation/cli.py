@@ -1,6 +1,6 @@
 """``emollm eval``: answer EmoBench records with a model and score them, or re-score predictions.
 
-    emollm eval --model DIR --data test.jsonl --out eval/ [--batch-size 8] [--max-new-tokens 32]
+    emollm eval --model DIR --data test.jsonl --out eval/ [--config FILE.yaml] [--batch-size 8] [--max-new-tokens 32]
                 [--limit N] [--device cpu|cuda] [--dtype auto] [--prompts STORE.jsonl] [--resume]
     emollm eval --predictions eval/predictions.jsonl --out eval2/
 
@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from emollm._atomic import write_text
+
 __all__ = ["add_commands", "cmd_eval", "load_model"]
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# The options a --config YAML may set, with their defaults (the flags default to None, so that a
+# flag given on the command line is told apart from one left to the YAML file).
+SETTINGS = {"data": None, "batch_size": 8, "max_new_tokens": 32, "limit": None, "device": None, "dtype": "auto",
+            "prompts": None, "prompt_seed": 0, "base_model": None, "max_unparseable": 50, "feature_cache": None,
+            "bootstrap": 1000, "bootstrap_seed": 0}
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -36,17 +42,24 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="FILE.jsonl", help="EmoBench records to answer (with --model)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for predictions.jsonl, metrics.json, "
                    "report.md, accuracy.png")
-    p.add_argument("--batch-size", type=int, default=8, help="records per generate call (default: 8)")
-    p.add_argument("--max-new-tokens", type=int, default=32, help="answer length limit (default: 32)")
+    p.add_argument("--config", metavar="FILE.yaml", help="settings of the other options below (keys = their names, "
+                   "- or _); flags given override it (configs/eval/)")
+    p.add_argument("--batch-size", type=int, help="records per generate call (default: 8)")
+    p.add_argument("--max-new-tokens", type=int, help="answer length limit (default: 32)")
     p.add_argument("--limit", type=int, help="answer the first N records only")
     p.add_argument("--device", help="default: cuda if available, else cpu")
-    p.add_argument("--dtype", choices=DTYPES, default="auto", help="auto: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--dtype", choices=DTYPES, help="default auto: bfloat16 on CUDA, float32 on CPU")
     p.add_argument("--prompts", metavar="STORE.jsonl", help="EmoPrompt store: put a random exemplar of each "
                    "record's task before its question (paper §4.4)")
-    p.add_argument("--prompt-seed", type=int, default=0, help="seed of the exemplar choice (default: 0)")
+    p.add_argument("--prompt-seed", type=int, help="seed of the exemplar choice (default: 0)")
     p.add_argument("--base-model", metavar="DIR_OR_NAME", help="base model of a peft adapter --model")
     p.add_argument("--resume", action="store_true", help="keep the answers already in OUT/predictions.jsonl")
-    p.add_argument("--max-unparseable", type=int, default=50, help="unparseable answers listed in report.md")
+    p.add_argument("--max-unparseable", type=int, help="unparseable answers listed in report.md (default: 50)")
+    p.add_argument("--feature-cache", metavar="DIR", help="keep the frozen CLIP/Whisper outputs in DIR (computed "
+                   "once, keyed by media file and tower) and answer from them instead of the media")
+    p.add_argument("--bootstrap", type=int, metavar="N",
+                   help="bootstrap resamples for the 95%% intervals (default: 1000; 0: no intervals)")
+    p.add_argument("--bootstrap-seed", type=int, help="seed of the bootstrap resamples (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval, extra="eval")
 
@@ -90,6 +103,17 @@ def load_model(spec: str, *, device: str = "cpu", dtype: str = "float32", base_m
     return model.eval(), AutoProcessor.from_pretrained(path)
 
 
+def _cached_features(root: str, model, processor, records, base_dir: Path, progress: bool):
+    """A record -> cached tower outputs function, after computing this process's missing ones
+    (video frames as in training's defaults: 1 per second, at most 64)."""
+    from emollm.data.media import MAX_FRAMES
+    from emollm.training.cached_data import open_feature_cache, record_features
+
+    cache, digests = open_feature_cache(root, model, processor, [(records, base_dir)], fps=1.0,
+                                        max_frames=MAX_FRAMES, progress=progress)
+    return lambda record: record_features(record, base_dir, cache, digests)
+
+
 def _exemplars(store: str, seed: int):
     from emollm.prompting import ExemplarSelector, load_store
 
@@ -97,9 +121,28 @@ def _exemplars(store: str, seed: int):
 
 
 def _write_predictions(predictions: list[dict[str, Any]], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+
+
+def _settle(args: argparse.Namespace) -> None:
+    """Fills the options not given on the command line from ``--config`` (a YAML mapping), then
+    from :data:`SETTINGS`. Raises ``ValueError`` for a YAML key that is no such option."""
+    values: dict[str, Any] = {}
+    if args.config is not None:
+        import yaml
+
+        loaded = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {args.config}: expected a mapping of settings, got {type(loaded).__name__}")
+        values = {k.replace("-", "_"): v for k, v in loaded.items()}
+        unknown = sorted(set(values) - set(SETTINGS))
+        if unknown:
+            raise ValueError(f"--config {args.config}: unknown setting(s) {unknown}; known: {sorted(SETTINGS)}")
+    for name, default in SETTINGS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, values.get(name, default))
+    if args.dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {args.dtype!r}")
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -112,8 +155,9 @@ def _check(args: argparse.Namespace) -> str | None:
         value = getattr(args, name)
         if value is not None and value < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {value}"
-    if args.max_unparseable < 0:
-        return f"--max-unparseable must be at least 0, got {args.max_unparseable}"
+    for name in ("max_unparseable", "bootstrap"):
+        if getattr(args, name) < 0:
+            return f"--{name.replace('_', '-')} must be at least 0, got {getattr(args, name)}"
     for name in ("data", "predictions", "prompts"):
         value = getattr(args, name)
         if value is not None and not Path(value).is_file():
@@ -121,36 +165,75 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
+    """Answers ``--data`` in this process's share of the records (all of them when alone); process 0
+    returns the merged predictions, the others ``None``."""
     import torch
 
     from emollm.data.records import read_jsonl
+    from emollm.evaluation import sharding
     from emollm.evaluation.predict import predict
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = args.dtype if args.dtype != "auto" else "bfloat16" if torch.device(device).type == "cuda" else "float32"
     records = list(read_jsonl(args.data, check_media=True))  # a moved JSONL fails here, not mid-run
     if args.limit is not None:
         records = records[: args.limit]
     if not records:
         raise ValueError(f"--data {args.data} holds no records")
+    state = sharding.process_state(args.device)
+    world, rank = state.num_processes, state.process_index
+    if world > 1:
+        device = str(state.device)  # cuda:<local rank>, or cpu
+    else:
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = args.dtype if args.dtype != "auto" else "bfloat16" if torch.device(device).type == "cuda" else "float32"
+    earlier = sharding.answered(out, records) if args.resume else {}
+    state.wait_for_everyone()  # every process has read the old answers before any shard is rewritten
     model, processor = load_model(args.model, device=device, dtype=dtype, base_model=args.base_model)
     exemplars = _exemplars(args.prompts, args.prompt_seed) if args.prompts else None
-    predictions = predict(model, processor, records, Path(args.data).parent, batch_size=args.batch_size,
-                          max_new_tokens=args.max_new_tokens, exemplars=exemplars, out=out / "predictions.jsonl",
-                          resume=args.resume, progress=not args.no_progress)
+    base_dir = Path(args.data).parent
+    with state.split_between_processes(records) as share:
+        features = _cached_features(args.feature_cache, model, processor, share, base_dir,
+                                    progress=not args.no_progress and state.is_main_process) \
+            if args.feature_cache else None
+        predict(model, processor, share, base_dir, batch_size=args.batch_size,
+                max_new_tokens=args.max_new_tokens, exemplars=exemplars, out=sharding.shard_path(out, rank),
+                answered=earlier, progress=not args.no_progress and state.is_main_process,
+                desc="emollm eval" + (f" (process 0 of {world}, {len(share)} records)" if world > 1 else ""),
+                features=features)
+    state.wait_for_everyone()
+    predictions = sharding.merge_shards(out, records, world) if state.is_main_process else None
     meta = {"model": args.model, "data": args.data, "records": len(records), "device": device, "dtype": dtype,
-            "max_new_tokens": args.max_new_tokens, "prompts": args.prompts or "none"}
+            "processes": world, "max_new_tokens": args.max_new_tokens, "prompts": args.prompts or "none"}
     return predictions, meta
 
 
-def _rescore(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _rescore(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
     from emollm.evaluation.metrics import rescore
     from emollm.evaluation.predict import read_predictions
+    from emollm.evaluation.sharding import is_main_process
 
+    if not is_main_process():  # re-scoring needs no model: one process does it
+        return None, {}
     predictions = [rescore(p, i) for i, p in enumerate(read_predictions(args.predictions))]
     _write_predictions(predictions, out / "predictions.jsonl")
     return predictions, {"predictions": args.predictions, "records": len(predictions)}
+
+
+def _refuse(problem: str) -> int:
+    """Exit code 2 after one line on stderr (from process 0 only: under torchrun every process
+    finds the same problem)."""
+    from emollm.evaluation.sharding import is_main_process
+
+    if is_main_process():
+        print(f"emollm eval: {problem}", file=sys.stderr)
+    return 2
+
+
+def _end_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -158,18 +241,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from emollm.evaluation.metrics import compute_metrics
     from emollm.evaluation.report import format_report, write_report
 
+    if args.config is not None and not Path(args.config).is_file():
+        return _refuse(f"--config {args.config}: no such file")
+    try:
+        _settle(args)
+    except (ValueError, OSError) as e:
+        return _refuse(str(e))
     problem = _check(args)
     if problem:
-        print(f"emollm eval: {problem}", file=sys.stderr)
-        return 2
+        return _refuse(problem)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
         predictions, meta = (_answer if args.model is not None else _rescore)(args, out)
-        metrics = compute_metrics(predictions)
+        if predictions is None:  # not process 0: its share is in its shard, merged by process 0
+            return 0
+        metrics = compute_metrics(predictions, resamples=args.bootstrap, seed=args.bootstrap_seed)
     except (RecordError, ValueError) as e:  # bad input, said in one line; anything else keeps its traceback
-        print(f"emollm eval: {e}", file=sys.stderr)
-        return 2
+        return _refuse(str(e))
+    finally:
+        _end_process_group()
     paths = write_report(metrics, out, meta=meta, max_unparseable=args.max_unparseable)
     print(format_report(metrics, meta=meta, max_unparseable=0).split("## Per task", 1)[0].rstrip())
     print("wrote " + ", ".join(str(p) for p in [out / "predictions.jsonl", *paths.values()]))

@@ -1,4 +1,5 @@
-"""Accuracy of parsed answers: per task, per source, per (task, source), overall micro and macro.
+"""Scores of parsed answers: per task, per source, per (task, source), overall micro and macro accuracy;
+per group also macro- and weighted-F1, per-class precision and recall, and bootstrap intervals.
 
 A *prediction* is a dict, one line of ``predictions.jsonl``::
 
@@ -18,8 +19,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from emollm.data.records import TASKS, EmoRecord
 from emollm.evaluation.parse import parse_answer
+from emollm.evaluation.scores import (
+    bootstrap,
+    bootstrap_accuracy,
+    class_scores,
+    confusion,
+    interval,
+    label_pair,
+    resample_rng,
+)
 
 __all__ = ["compute_metrics", "is_correct", "make_prediction", "rescore"]
 
@@ -58,58 +70,108 @@ def rescore(pred: Mapping[str, Any], index: int = 0) -> dict[str, Any]:
     return {**pred, "accept": list(accept), "parsed": parsed, "correct": is_correct(parsed, pred["answer"], accept)}
 
 
-class _Tally:
-    def __init__(self) -> None:
-        self.count = self.correct = self.unparseable = 0
+class _Group:
+    """The predictions of one group (a task, a source, a task's source), as scikit-learn label pairs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.y_true: list[str] = []
+        self.y_pred: list[str] = []
+        self.correct: list[bool] = []
+        self.unparseable = 0
         self.chance_sum = 0.0
 
     def add(self, pred: Mapping[str, Any], correct: bool) -> None:
-        self.count += 1
-        self.correct += correct
+        y_true, y_pred = label_pair(pred.get("parsed"), pred["answer"], pred.get("accept") or [])
+        self.y_true.append(y_true)
+        self.y_pred.append(y_pred)
+        self.correct.append(correct)
         self.unparseable += pred.get("parsed") is None
         self.chance_sum += 1.0 / len(pred["label_set"])
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"accuracy": self.correct / self.count, "count": self.count, "correct": self.correct,
-                "unparseable": self.unparseable, "chance": self.chance_sum / self.count}
+    def as_dict(self, bootstrap_spec: Mapping[str, Any] | None, with_confusion: bool = False,
+                ) -> tuple[dict[str, Any], np.ndarray | None]:
+        """The group's scores (with its confusion matrix if asked), and its resampled accuracies
+        (``None`` without a bootstrap)."""
+        count = len(self.correct)
+        scores = class_scores(self.y_true, self.y_pred)
+        out = {"accuracy": scores["accuracy"], "count": count, "correct": sum(self.correct),
+               "unparseable": self.unparseable, "chance": self.chance_sum / count,
+               "macro_f1": scores["macro_f1"], "weighted_f1": scores["weighted_f1"], "classes": scores["classes"]}
+        if with_confusion:
+            out["confusion"] = confusion(self.y_true, self.y_pred)
+        if not bootstrap_spec:
+            return out, None
+        resampled = bootstrap(self.y_true, self.y_pred, bootstrap_spec["resamples"],
+                              resample_rng(bootstrap_spec["seed"], self.name))
+        out["ci"] = {name: interval(values, bootstrap_spec["confidence"]) for name, values in resampled.items()}
+        return out, resampled["accuracy"]
 
 
-def compute_metrics(predictions: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Accuracy of ``predictions`` (correctness recomputed from ``parsed``, ``answer`` and ``accept``;
+def compute_metrics(predictions: Iterable[Mapping[str, Any]], *, resamples: int = 1000, seed: int = 0,
+                    confidence: float = 0.95) -> dict[str, Any]:
+    """Scores of ``predictions`` (correctness recomputed from ``parsed``, ``answer`` and ``accept``;
     a stored ``correct`` field is not trusted). Returns::
 
-        {"overall": {"micro", "macro", "count", "correct", "unparseable", "chance"},
-         "tasks": {task: {"accuracy", "count", "correct", "unparseable", "chance",
-                          "sources": {source: {...same keys...}}}},   # tasks in TASKS order
-         "sources": {source: {...same keys...}},                       # sorted by name
-         "unparseable": [{"id", "task", "source", "output"}, ...]}     # in input order
+        {"overall": {"micro", "macro", "count", "correct", "unparseable", "chance", "ci"},
+         "tasks": {task: {GROUP, "confusion", "sources": {source: {GROUP}}}},   # in TASKS order
+         "sources": {source: {GROUP}},                              # sorted by name
+         "unparseable": [{"id", "task", "source", "output"}, ...],  # in input order
+         "bootstrap": {"resamples", "seed", "confidence", "method"}}
 
-    Accuracies are fractions in [0, 1]. Raises ``ValueError`` when there is no prediction.
+    where GROUP is ``accuracy, count, correct, unparseable, chance, macro_f1, weighted_f1,
+    classes: {label: {precision, recall, f1, support}}, ci: {accuracy, macro_f1, weighted_f1}``
+    (see :mod:`emollm.evaluation.scores`); a task's ``confusion`` is ``{"labels", "matrix"}``
+    (:func:`~emollm.evaluation.scores.confusion`). ``ci`` holds ``[lo, hi]`` percentile intervals at
+    ``confidence`` from ``resamples`` bootstrap resamples of each group (seeded by ``seed`` and the
+    group's name: the same predictions give the same intervals); ``resamples=0`` leaves out every
+    ``ci`` and ``"bootstrap"``. The overall micro interval resamples all predictions; the macro one
+    averages the tasks' resampled accuracies (each task resampled on its own).
+
+    F1 is per task and source only: the tasks' label sets differ (a "yes" for hate is not a "yes"
+    for humor), so no F1 is pooled over tasks. Scores are fractions in [0, 1]. Raises
+    ``ValueError`` when there is no prediction.
     """
-    overall, tasks, sources, pairs = _Tally(), {}, {}, {}
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 0:
+        raise ValueError(f"resamples must be an integer >= 0, got {resamples!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    spec = {"resamples": resamples, "seed": seed, "confidence": confidence, "method": "percentile"} \
+        if resamples else None
+    overall, tasks, sources, pairs = _Group("overall"), {}, {}, {}
     unparseable = []
     for index, pred in enumerate(predictions):
         pred = _checked(pred, index)
         correct = is_correct(pred.get("parsed"), pred["answer"], pred.get("accept") or [])
         task, source = pred["task"], pred["source"]
-        for tally in (overall, tasks.setdefault(task, _Tally()), sources.setdefault(source, _Tally()),
-                      pairs.setdefault((task, source), _Tally())):
-            tally.add(pred, correct)
+        for group in (overall, tasks.setdefault(task, _Group(f"task:{task}")),
+                      sources.setdefault(source, _Group(f"source:{source}")),
+                      pairs.setdefault((task, source), _Group(f"pair:{task}/{source}"))):
+            group.add(pred, correct)
         if pred.get("parsed") is None:
             unparseable.append({"id": pred["id"], "task": task, "source": source, "output": pred["output"]})
-    if not overall.count:
+    if not overall.correct:
         raise ValueError("predictions is empty: nothing to score")
 
-    per_task = {}
+    per_task, task_resampled = {}, []
     for task in (t for t in TASKS if t in tasks):
-        per_task[task] = tasks[task].as_dict()
-        per_task[task]["sources"] = {s: pairs[(task, s)].as_dict() for s in sorted(s for t, s in pairs if t == task)}
-    total = overall.as_dict()
+        per_task[task], resampled = tasks[task].as_dict(spec, with_confusion=True)
+        task_resampled.append(resampled)
+        per_task[task]["sources"] = {s: pairs[(task, s)].as_dict(spec)[0]
+                                     for s in sorted(s for t, s in pairs if t == task)}
+    count = len(overall.correct)
+    total = {"micro": sum(overall.correct) / count,
+             "macro": sum(t["accuracy"] for t in per_task.values()) / len(per_task),
+             "count": count, "correct": sum(overall.correct), "unparseable": overall.unparseable,
+             "chance": overall.chance_sum / count}
+    if spec:
+        micro = bootstrap_accuracy(overall.correct, resamples, resample_rng(seed, overall.name))
+        total["ci"] = {"micro": interval(micro, confidence),
+                       "macro": interval(np.mean(task_resampled, axis=0), confidence)}
     return {
-        "overall": {"micro": total["accuracy"], "macro": sum(t["accuracy"] for t in per_task.values()) / len(per_task),
-                    "count": total["count"], "correct": total["correct"], "unparseable": total["unparseable"],
-                    "chance": total["chance"]},
+        "overall": total,
         "tasks": per_task,
-        "sources": {s: sources[s].as_dict() for s in sorted(sources)},
+        "sources": {s: sources[s].as_dict(spec)[0] for s in sorted(sources)},
         "unparseable": unparseable,
+        **({"bootstrap": spec} if spec else {}),
     }

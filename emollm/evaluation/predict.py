@@ -65,18 +65,25 @@ def _exemplar_fn(exemplars: ExemplarSource | None) -> Callable[[EmoRecord], str 
 
 
 def _model_inputs(processor, records: Sequence[EmoRecord], base_dir: Path,
-                  exemplar: Callable[[EmoRecord], str | None], device: torch.device, dtype: torch.dtype):
-    """One left-padded processor batch for ``records`` on the model's device, floats in its dtype."""
-    rate = processor.feature_extractor.sampling_rate
-    texts, images, videos, audio = [], [], [], []
-    for record in records:
-        texts.append(prompt_text(record, exemplar(record)))
-        media = load_media(record, base_dir, sampling_rate=rate)
-        images += media["images"]
-        videos += media["videos"]
-        audio += media["audio"]
-    batch = processor(text=texts, images=images or None, videos=videos or None, audio=audio or None,
-                      sampling_rate=rate, padding=True, padding_side="left", return_tensors="pt")
+                  exemplar: Callable[[EmoRecord], str | None], device: torch.device, dtype: torch.dtype,
+                  features: Callable[[EmoRecord], dict] | None = None):
+    """One left-padded processor batch for ``records`` on the model's device, floats in its dtype;
+    with ``features`` (a record's cached tower outputs), built from those instead of the media."""
+    texts = [prompt_text(record, exemplar(record)) for record in records]
+    if features is not None:
+        from emollm.training.cached_data import cached_batch
+
+        batch = cached_batch(processor, texts, [features(r) for r in records], padding_side="left")
+    else:
+        rate = processor.feature_extractor.sampling_rate
+        images, videos, audio = [], [], []
+        for record in records:
+            media = load_media(record, base_dir, sampling_rate=rate)
+            images += media["images"]
+            videos += media["videos"]
+            audio += media["audio"]
+        batch = processor(text=texts, images=images or None, videos=videos or None, audio=audio or None,
+                          sampling_rate=rate, padding=True, padding_side="left", return_tensors="pt")
     return {key: value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
             for key, value in batch.items()}
 
@@ -110,7 +117,8 @@ def _check_args(records: Sequence[EmoRecord], batch_size: int, max_new_tokens: i
 def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.PathLike, *, batch_size: int = 8,
             max_new_tokens: int = 32, exemplars: ExemplarSource | None = None,
             out: str | os.PathLike | None = None, resume: bool = False, progress: bool = True,
-            ) -> list[dict[str, Any]]:
+            answered: Mapping[str, dict[str, Any]] | None = None, desc: str = "emollm eval",
+            features: Callable[[EmoRecord], dict] | None = None) -> list[dict[str, Any]]:
     """Answers ``records`` with ``model`` (greedy decoding) and returns one prediction per record,
     in record order (:func:`~emollm.evaluation.metrics.make_prediction`: id, task, source,
     label_set, answer, accept, output, parsed, correct).
@@ -126,15 +134,19 @@ def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.P
         out: ``predictions.jsonl`` to write, one line per record after each batch.
         resume: keep the predictions already in ``out`` (those of ids in ``records``) and answer
             the other records only; without it ``out`` is overwritten.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (titled ``desc``).
+        answered: predictions made earlier, by id (e.g. found in the shards of an interrupted
+            multi-process run): those of ids in ``records`` are kept and written to ``out``, not redone.
+        features: a record's cached tower outputs
+            (:func:`emollm.training.cached_data.record_features`), used instead of its media.
     """
     _check_args(records, batch_size, max_new_tokens)
     exemplar = _exemplar_fn(exemplars)
     base_dir = Path(base_dir)
     wanted = {r.id for r in records}
-    done: dict[str, dict[str, Any]] = {}
+    done = {i: p for i, p in (answered or {}).items() if i in wanted}
     if out is not None and resume and Path(out).exists():
-        done = {p["id"]: p for p in read_predictions(out) if p.get("id") in wanted}
+        done.update((p["id"], p) for p in read_predictions(out) if p.get("id") in wanted)
     todo = [r for r in records if r.id not in done]
 
     tokenizer = processor.tokenizer
@@ -143,11 +155,11 @@ def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.P
     sink = None if out is None else _open_sink(Path(out), [done[r.id] for r in records if r.id in done])
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(records), initial=len(done), unit="record", desc="emollm eval", disable=not progress)
+    bar = tqdm(total=len(records), initial=len(done), unit="record", desc=desc, disable=not progress)
     try:
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
-            inputs = _model_inputs(processor, chunk, base_dir, exemplar, param.device, param.dtype)
+            inputs = _model_inputs(processor, chunk, base_dir, exemplar, param.device, param.dtype, features)
             generated = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                        pad_token_id=pad_id)
             answers = processor.batch_decode(generated[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)

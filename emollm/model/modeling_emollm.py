@@ -24,7 +24,10 @@ from emollm.projector import MVPProjector
 __all__ = ["EmoLLMCausalLMOutput", "EmoLLMForConditionalGeneration", "EmoLLMModel", "EmoLLMPreTrainedModel"]
 
 # Inputs that only the prefill step consumes: after it, their embeddings live in the KV cache.
-MULTIMODAL_INPUTS = ("pixel_values", "pixel_values_videos", "video_frame_mask", "input_features")
+# The *_patch_tokens / audio_encoder_states are the frozen towers' outputs, read from a feature
+# cache (emollm.training.feature_cache) in place of the media.
+MULTIMODAL_INPUTS = ("pixel_values", "pixel_values_videos", "video_frame_mask", "input_features",
+                     "image_patch_tokens", "video_patch_tokens", "audio_encoder_states")
 
 
 @dataclass
@@ -118,29 +121,45 @@ class EmoLLMModel(EmoLLMPreTrainedModel):
             out = self.vision_tower(pixel_values.to(self.vision_tower.dtype), output_hidden_states=True)
         return out.hidden_states[self.config.vision_feature_layer][:, 1:]
 
-    def get_image_features(self, pixel_values: Tensor) -> Tensor:
-        """``pixel_values`` ``[I,3,H,W]`` -> ``[I, num_tokens, d_text]``."""
-        return self.projector(self._patch_tokens(pixel_values))
+    def get_image_features(self, pixel_values: Tensor | None = None, image_patch_tokens: Tensor | None = None,
+                           ) -> Tensor:
+        """``pixel_values`` ``[I,3,H,W]``, or the tower's patch tokens ``image_patch_tokens``
+        ``[I,N,D]`` computed earlier -> ``[I, num_tokens, d_text]``."""
+        tokens = self._patch_tokens(pixel_values) if image_patch_tokens is None else image_patch_tokens
+        return self.projector(tokens)
 
-    def get_video_features(self, pixel_values_videos: Tensor, video_frame_mask: Tensor | None = None) -> Tensor:
-        """``pixel_values_videos`` ``[V,T,3,H,W]`` (``video_frame_mask`` ``[V,T]`` bool, real frames
-        first) -> ``[sum_v ceil(T_v / frames_per_event) * num_tokens, d_text]``, video-major."""
-        v, t = pixel_values_videos.shape[:2]
+    def get_video_features(self, pixel_values_videos: Tensor | None = None, video_frame_mask: Tensor | None = None,
+                           video_patch_tokens: Tensor | None = None) -> Tensor:
+        """``pixel_values_videos`` ``[V,T,3,H,W]``, or the tower's patch tokens of every frame
+        ``video_patch_tokens`` ``[V,T,N,D]`` computed earlier (``video_frame_mask`` ``[V,T]`` bool,
+        real frames first) -> ``[sum_v ceil(T_v / frames_per_event) * num_tokens, d_text]``, video-major."""
+        given = pixel_values_videos if video_patch_tokens is None else video_patch_tokens
+        v, t = given.shape[:2]
         if video_frame_mask is None:
-            video_frame_mask = torch.ones(v, t, dtype=torch.bool, device=pixel_values_videos.device)
-        video_frame_mask = video_frame_mask.to(device=pixel_values_videos.device, dtype=torch.bool)
-        # Only the real frames go through the tower; padded frames stay zero and masked.
-        real = self._patch_tokens(pixel_values_videos[video_frame_mask])  # [sum T_v, N, D]
-        frames = real.new_zeros(v, t, *real.shape[1:])
-        frames[video_frame_mask] = real
+            video_frame_mask = torch.ones(v, t, dtype=torch.bool, device=given.device)
+        video_frame_mask = video_frame_mask.to(device=given.device, dtype=torch.bool)
+        if video_patch_tokens is not None:
+            frames = video_patch_tokens * video_frame_mask[:, :, None, None]  # padded frames are zero
+        else:
+            # Only the real frames go through the tower; padded frames stay zero and masked.
+            real = self._patch_tokens(pixel_values_videos[video_frame_mask])  # [sum T_v, N, D]
+            frames = real.new_zeros(v, t, *real.shape[1:])
+            frames[video_frame_mask] = real
         tokens, mask = self.projector.forward_video(frames, video_frame_mask, mode=self.config.video_mode,
                                                     frames_per_event=self.config.frames_per_event)
         return tokens[mask]
 
-    def get_audio_features(self, input_features: Tensor) -> Tensor:
-        """``input_features`` ``[A, n_mels, 2*max_source_positions]`` -> ``[A, P // audio_pool_stride, d_text]``."""
+    def audio_states(self, input_features: Tensor) -> Tensor:
+        """``input_features`` ``[A, n_mels, 2*max_source_positions]`` -> the Whisper encoder's last
+        hidden states ``[A, P, d_audio]``."""
         with _grad_context(self.audio_tower):
-            states = self.audio_tower(input_features.to(self.audio_tower.dtype)).last_hidden_state
+            return self.audio_tower(input_features.to(self.audio_tower.dtype)).last_hidden_state
+
+    def get_audio_features(self, input_features: Tensor | None = None, audio_encoder_states: Tensor | None = None,
+                           ) -> Tensor:
+        """``input_features`` ``[A, n_mels, 2*max_source_positions]``, or the encoder states
+        ``audio_encoder_states`` ``[A, P, d_audio]`` computed earlier -> ``[A, P // audio_pool_stride, d_text]``."""
+        states = self.audio_states(input_features) if audio_encoder_states is None else audio_encoder_states
         return self.audio_projector(states.to(self.audio_projector.linear_1.weight.dtype))
 
     def _placeholder_mask(self, input_ids: Tensor | None, inputs_embeds: Tensor, token_id: int) -> Tensor:
@@ -161,18 +180,26 @@ class EmoLLMModel(EmoLLMPreTrainedModel):
 
     def embed(self, input_ids: Tensor | None = None, inputs_embeds: Tensor | None = None,
               pixel_values: Tensor | None = None, pixel_values_videos: Tensor | None = None,
-              video_frame_mask: Tensor | None = None, input_features: Tensor | None = None) -> Tensor:
-        """Text embeddings ``[B,L,d_text]`` with every placeholder replaced by its modality's features."""
+              video_frame_mask: Tensor | None = None, input_features: Tensor | None = None,
+              image_patch_tokens: Tensor | None = None, video_patch_tokens: Tensor | None = None,
+              audio_encoder_states: Tensor | None = None) -> Tensor:
+        """Text embeddings ``[B,L,d_text]`` with every placeholder replaced by its modality's features
+        (from the media, or from the towers' outputs computed earlier)."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         cfg = self.config
+        has_image = pixel_values is not None or image_patch_tokens is not None
+        has_video = pixel_values_videos is not None or video_patch_tokens is not None
+        has_audio = input_features is not None or audio_encoder_states is not None
         for modality, token_id, features in (
-            ("image", cfg.image_token_id, None if pixel_values is None else self.get_image_features(pixel_values)),
-            ("video", cfg.video_token_id, None if pixel_values_videos is None
-             else self.get_video_features(pixel_values_videos, video_frame_mask)),
-            ("audio", cfg.audio_token_id, None if input_features is None else self.get_audio_features(input_features)),
+            ("image", cfg.image_token_id, self.get_image_features(pixel_values, image_patch_tokens)
+             if has_image else None),
+            ("video", cfg.video_token_id, self.get_video_features(pixel_values_videos, video_frame_mask,
+                                                                  video_patch_tokens) if has_video else None),
+            ("audio", cfg.audio_token_id, self.get_audio_features(input_features, audio_encoder_states)
+             if has_audio else None),
         ):
             if features is not None:
                 mask = self._placeholder_mask(input_ids, inputs_embeds, token_id)
@@ -186,11 +213,12 @@ class EmoLLMModel(EmoLLMPreTrainedModel):
                 pixel_values_videos: Tensor | None = None, video_frame_mask: Tensor | None = None,
                 input_features: Tensor | None = None, attention_mask: Tensor | None = None,
                 position_ids: Tensor | None = None, cache=None, inputs_embeds: Tensor | None = None,
-                past_key_values=None, **kwargs):
+                past_key_values=None, image_patch_tokens: Tensor | None = None,
+                video_patch_tokens: Tensor | None = None, audio_encoder_states: Tensor | None = None, **kwargs):
         """Returns the LM body's output (``last_hidden_state`` ``[B,L,d_text]``, the KV cache...). The
         cache is accepted as ``cache`` or ``past_key_values`` on every supported transformers."""
         inputs_embeds = self.embed(input_ids, inputs_embeds, pixel_values, pixel_values_videos, video_frame_mask,
-                                   input_features)
+                                   input_features, image_patch_tokens, video_patch_tokens, audio_encoder_states)
         kwargs[CACHE_NAME] = one_cache(cache, past_key_values)
         return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                    position_ids=position_ids, **kwargs)
@@ -204,7 +232,10 @@ class EmoLLMForConditionalGeneration(EmoLLMPreTrainedModel, GenerationMixin):
     Inputs: ``input_ids`` ``[B,L]`` with placeholders from :class:`EmoLLMProcessor`;
     ``pixel_values`` ``[I,3,H,W]``; ``pixel_values_videos`` ``[V,T,3,H,W]`` with optional
     ``video_frame_mask`` ``[V,T]``; ``input_features`` ``[A,n_mels,frames]``. Images, videos and
-    audios fill their placeholders in order of appearance (row-major over the batch).
+    audios fill their placeholders in order of appearance (row-major over the batch). In place of
+    the media, the frozen towers' outputs may be given (from a feature cache):
+    ``image_patch_tokens`` ``[I,N,D]``, ``video_patch_tokens`` ``[V,T,N,D]`` (with
+    ``video_frame_mask``), ``audio_encoder_states`` ``[A,P,d_audio]``.
     """
 
     _tied_weights_keys: ClassVar[dict[str, str]] = {"lm_head.weight": "model.language_model.embed_tokens.weight"}
@@ -232,11 +263,14 @@ class EmoLLMForConditionalGeneration(EmoLLMPreTrainedModel, GenerationMixin):
                 input_features: Tensor | None = None, attention_mask: Tensor | None = None,
                 position_ids: Tensor | None = None, cache=None, inputs_embeds: Tensor | None = None,
                 labels: Tensor | None = None, logits_to_keep: int | Tensor = 0, past_key_values=None,
-                **kwargs) -> EmoLLMCausalLMOutput:
+                image_patch_tokens: Tensor | None = None, video_patch_tokens: Tensor | None = None,
+                audio_encoder_states: Tensor | None = None, **kwargs) -> EmoLLMCausalLMOutput:
         out = self.model(input_ids=input_ids, pixel_values=pixel_values, pixel_values_videos=pixel_values_videos,
                          video_frame_mask=video_frame_mask, input_features=input_features,
                          attention_mask=attention_mask, position_ids=position_ids,
-                         cache=one_cache(cache, past_key_values), inputs_embeds=inputs_embeds, **kwargs)
+                         cache=one_cache(cache, past_key_values), inputs_embeds=inputs_embeds,
+                         image_patch_tokens=image_patch_tokens, video_patch_tokens=video_patch_tokens,
+                         audio_encoder_states=audio_encoder_states, **kwargs)
         hidden = out.last_hidden_state
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden[:, keep, :])

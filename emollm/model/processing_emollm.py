@@ -122,6 +122,19 @@ class EmoLLMProcessor(ProcessorMixin):
         # Whisper's conv2 has stride 2: nb_max_frames mel frames -> nb_max_frames // 2 positions.
         return (self.feature_extractor.nb_max_frames // 2) // self.audio_pool_stride
 
+    def expand_placeholders(self, texts: Sequence[str], video_frames: Sequence[int] = ()) -> list[str]:
+        """``texts`` with every ``<image>`` / ``<audio>`` repeated as many times as the model has
+        embeddings for it, and the ``i``-th ``<video>`` (over all texts) as many as a video of
+        ``video_frames[i]`` frames gives."""
+        expanded, frames = [], iter(video_frames)
+        for t in texts:
+            t = t.replace(self.image_token, self.image_token * self.num_image_tokens)
+            t = t.replace(self.audio_token, self.audio_token * self.num_audio_tokens)
+            parts = t.split(self.video_token)
+            t = parts[0] + "".join(self.video_token * self.num_video_tokens(next(frames)) + p for p in parts[1:])
+            expanded.append(t)
+        return expanded
+
     # ---- media ----
     def _videos(self, videos: Sequence) -> dict[str, torch.Tensor]:
         clips = [self.image_processor(list(v), return_tensors="pt")["pixel_values"] for v in videos]
@@ -161,24 +174,25 @@ class EmoLLMProcessor(ProcessorMixin):
             data["input_features"] = self.feature_extractor(audios, sampling_rate=rate,
                                                             return_tensors="pt")["input_features"]
 
-        expanded, video_index = [], iter(video_tokens)
-        for t in texts:
-            t = t.replace(self.image_token, self.image_token * self.num_image_tokens)
-            t = t.replace(self.audio_token, self.audio_token * self.num_audio_tokens)
-            parts = t.split(self.video_token)
-            t = parts[0] + "".join(self.video_token * self.num_video_tokens(next(video_index)) + p for p in parts[1:])
-            expanded.append(t)
+        expanded = self.expand_placeholders(texts, video_tokens)
+        data.update(self.tokenize(expanded, padding=padding, truncation=truncation, max_length=max_length,
+                                  padding_side=padding_side, **kwargs))
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def tokenize(self, expanded: Sequence[str], padding: bool | str = True, truncation: bool = False,
+                 max_length: int | None = None, padding_side: str | None = None, **kwargs):
+        """The tokenizer's tensors (``input_ids``, ``attention_mask``, ...) for texts whose
+        placeholders are already expanded (:meth:`expand_placeholders`)."""
         tok_kwargs = {"padding": padding, "truncation": truncation, "max_length": max_length, **kwargs}
         if padding_side is not None:
             tok_kwargs["padding_side"] = padding_side
-        encoded = self.tokenizer(expanded, return_tensors="pt", **tok_kwargs)
+        encoded = self.tokenizer(list(expanded), return_tensors="pt", **tok_kwargs)
         if padding_side is not None and hasattr(self.tokenizer, "_tokenizer"):
             # A fast tokenizer keeps the last call's padding (side included) in its Rust backend,
             # and save_pretrained writes it to tokenizer.json: a one-off padding_side="left" would
             # become the saved processor's default. Reset it (every call sets its own padding).
             self.tokenizer._tokenizer.no_padding()
-        data.update(encoded)
-        return BatchFeature(data=data, tensor_type=return_tensors)
+        return encoded
 
     @property
     def model_input_names(self) -> list[str]:

@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STRATEGIES", "TrainConfig", "load_config"]
+__all__ = ["PARALLEL", "STRATEGIES", "TrainConfig", "load_config"]
 
 STRATEGIES = ("emo", "mix", "sequential")
+PARALLEL = ("ddp", "fsdp", "zero2", "zero3")  # emollm.training.parallel (kept free of torch imports here)
 
 
 @dataclasses.dataclass
@@ -20,14 +21,25 @@ class TrainConfig:
     ``batch_size`` is the global batch (over all processes and accumulation steps), as in the paper:
     each device gets ``batch_size / (world_size * grad_accum)`` samples per step.
     ``max_steps`` (optimizer steps), when set, replaces ``epochs``.
-    ``general``: general instruction data for the ``mix`` and ``sequential`` strategies.
-    ``bf16``: ``None`` = bf16 where CUDA supports it, else fp32.
+    ``general``: general instruction data for the ``mix`` and ``sequential`` strategies: JSONL, or
+    a JSON array as LLaVA publishes it; ``image_folder``: the folder its relative ``image`` /
+    ``video`` paths start from (default: the file's folder).
+    ``bf16``: ``None`` = bf16 where CUDA supports it, else fp32 (``True`` on CPU: CPU autocast).
+    ``save_total_limit``: checkpoints kept (the newest; ``None`` keeps all). Two, so that a kill
+    while the newest is written still leaves a whole one to resume from.
+    ``resume_with_changes``: continue the checkpoints in ``output`` although they were made with
+    other settings (:mod:`emollm.training.run_record`).
+    ``feature_cache``: a folder of the frozen towers' outputs (:mod:`emollm.model.feature_cache`):
+    missing ones are computed before training, which then reads them instead of the media.
+    ``parallel``: how processes share the work (:mod:`emollm.training.parallel`): ``ddp``, ``fsdp``,
+    ``zero2``, ``zero3``; ``deepspeed``: a DeepSpeed JSON replacing the ZeRO preset.
     """
 
     model: str | None = None
     data: str | None = None
     output: str | None = None
     general: str | None = None
+    image_folder: str | None = None
     strategy: str = "emo"
     epochs: int = 5
     max_steps: int | None = None
@@ -42,29 +54,39 @@ class TrainConfig:
     lora_dropout: float = 0.05
     seed: int = 0
     save_steps: int = 500
-    save_total_limit: int | None = None
+    save_total_limit: int | None = 2
     logging_steps: int = 10
     resume: bool = True
+    resume_with_changes: bool = False
     fps: float = 1.0
     max_frames: int = 64
     num_workers: int = 0
     bf16: bool | None = None
     gradient_checkpointing: bool = False
+    parallel: str = "ddp"
+    feature_cache: str | None = None
+    deepspeed: str | None = None
 
     def validate(self) -> TrainConfig:
         """Raises ``ValueError`` naming the setting that is missing or out of range."""
         for name in ("model", "data", "output"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required (--{name} or '{name}:' in the YAML config)")
+        if self.parallel not in PARALLEL:
+            raise ValueError(f"parallel must be one of {PARALLEL}, got {self.parallel!r}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.strategy != "emo" and not self.general:
             raise ValueError(f"strategy {self.strategy!r} needs general instruction data (--general FILE.jsonl)")
+        if self.image_folder is not None and not self.general:
+            raise ValueError("image_folder goes with general data (--general FILE)")
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
                     "lora_r": self.lora_r, "save_steps": self.save_steps, "logging_steps": self.logging_steps,
                     "max_frames": self.max_frames}
         if self.max_steps is not None:
             positive["max_steps"] = self.max_steps
+        if self.save_total_limit is not None:
+            positive["save_total_limit"] = self.save_total_limit
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

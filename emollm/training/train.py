@@ -4,7 +4,11 @@
 ``config.lora`` is False), lays out the data per strategy (:mod:`emollm.training.schedule`) and
 runs the Trainer: AdamW, cosine schedule with warmup, checkpoints every ``save_steps`` and
 resumption from the last one in ``output``. The Trainer owns devices and processes, so the same
-code runs on a CPU, one GPU, or many through ``torchrun`` / ``accelerate launch``.
+code runs on a CPU, one GPU, or many through ``torchrun`` / ``accelerate launch``
+(:mod:`emollm.training.parallel`: DDP, FSDP, DeepSpeed ZeRO). With ``feature_cache`` it reads the
+frozen towers' outputs instead of the media (:mod:`emollm.training.cached_data`); ``loss.csv`` /
+``loss.png`` and ``train_config.json`` record the run (:mod:`emollm.training.loss_log`,
+:mod:`emollm.training.run_record`).
 
 The finished model is saved to ``output`` as a plain EmoLLM (LoRA merged into the LM weights)
 with its processor, loadable by ``EmoLLMForConditionalGeneration.from_pretrained(output)`` and
@@ -14,7 +18,8 @@ with its processor, loadable by ``EmoLLMForConditionalGeneration.from_pretrained
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,14 +33,18 @@ from emollm.data.records import RecordError
 from emollm.model import NAMES, EmoLLMForConditionalGeneration, EmoLLMProcessor, apply_lora, from_named
 from emollm.model._compat import checkpointing_argument
 from emollm.training.config import TrainConfig
+from emollm.training.loss_log import LossLog
+from emollm.training.parallel import bf16_setting, parallel_arguments
+from emollm.training.run_record import SettingsChanged, check_rerun, finish_part, start_part
 from emollm.training.schedule import ScheduledDataset, schedule
+from emollm.training.trainer import EmoLLMTrainer, keep_projectors_in_graph
 
 __all__ = ["TrainInputError", "TrainResult", "load_model", "train", "training_arguments"]
 
 
 class TrainInputError(ValueError):
-    """A data file or model folder that cannot be used; the message says which and why.
-    ``emollm train`` prints it in one line (exit code 2) instead of a traceback."""
+    """A data file, model folder or setting that cannot be used here; the message says which and
+    why. ``emollm train`` prints it in one line (exit code 2) instead of a traceback."""
 
 
 @dataclasses.dataclass
@@ -62,8 +71,13 @@ def load_model(name_or_dir: str, seed: int = 0) -> tuple[EmoLLMForConditionalGen
 
 def training_arguments(config: TrainConfig) -> TrainingArguments:
     """The Trainer's arguments for ``config``; the epochs are already unrolled into the data, so the
-    Trainer makes one sequential pass (or ``max_steps`` steps)."""
-    bf16 = config.bf16 if config.bf16 is not None else torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    Trainer makes one sequential pass (or ``max_steps`` steps). Raises :class:`TrainInputError` for
+    a setting this machine cannot run (bf16 on a GPU without it, DeepSpeed not installed)."""
+    try:
+        bf16 = bf16_setting(config.bf16)
+        parallel = parallel_arguments(config.parallel, config.deepspeed)
+    except ValueError as e:
+        raise TrainInputError(str(e)) from e
     args = TrainingArguments(
         output_dir=config.output, num_train_epochs=1, max_steps=config.max_steps or -1,
         per_device_train_batch_size=1, gradient_accumulation_steps=config.grad_accum,
@@ -74,48 +88,123 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         dataloader_num_workers=config.num_workers, **{checkpointing_argument(): config.gradient_checkpointing},
         dataloader_pin_memory=torch.cuda.is_available(),
         train_sampling_strategy="sequential", remove_unused_columns=False, report_to="none",
+        ddp_find_unused_parameters=False,  # every trainable parameter is in every step (keep_projectors_in_graph)
+        **parallel,
     )
     devices = args.world_size * config.grad_accum
     if config.batch_size % devices:
-        raise ValueError(f"batch_size {config.batch_size} (the global batch) must be a multiple of world size "
-                         f"{args.world_size} x grad_accum {config.grad_accum}")
+        raise TrainInputError(f"batch_size {config.batch_size} (the global batch) must be a multiple of world size "
+                              f"{args.world_size} x grad_accum {config.grad_accum}")
     args.per_device_train_batch_size = config.batch_size // devices
     return args
 
 
-def _datasets(config: TrainConfig) -> ScheduledDataset:
+def _datasets(config: TrainConfig) -> tuple[EmoBenchDataset, InstructionDataset | None]:
     media = {"fps": config.fps, "max_frames": config.max_frames}
     try:
         emo = EmoBenchDataset(config.data, **media)
-        general = InstructionDataset(config.general, **media) if config.strategy != "emo" else None
+        general = InstructionDataset(config.general, image_folder=config.image_folder, **media) \
+            if config.strategy != "emo" else None
     except (RecordError, OSError, ValueError) as e:  # a missing, empty or malformed file
         raise TrainInputError(str(e)) from e
+    return emo, general
+
+
+def _scheduled(config: TrainConfig, emo, general) -> ScheduledDataset:
     order = schedule(config.strategy, len(emo), len(general) if general else 0, config.epochs, config.seed)
     return ScheduledDataset([emo, general], order)
 
 
+def _cached(config: TrainConfig, args: TrainingArguments, model, processor, emo, general):
+    """``(emo, general, collator)`` reading the towers' outputs from ``config.feature_cache``,
+    after computing the missing ones (each process a share, the towers on its device)."""
+    from emollm.model.feature_cache import inner_model
+    from emollm.training.cached_data import CachedFeatureCollator, CachedFeatureDataset, open_feature_cache
+
+    inner = inner_model(model)
+    inner.vision_tower.to(args.device)
+    inner.audio_tower.to(args.device)
+    sources = [(d.records, d.base_dir) for d in (emo, general) if d is not None]
+    cache, digests = open_feature_cache(config.feature_cache, model, processor, sources, fps=config.fps,
+                                        max_frames=config.max_frames, progress=args.process_index == 0,
+                                        rank=args.process_index, world_size=args.world_size)
+    wrap = lambda d: None if d is None else CachedFeatureDataset(d, cache, digests)  # noqa: E731
+    return wrap(emo), wrap(general), CachedFeatureCollator(processor)
+
+
+def _step_of(checkpoint: str | None) -> int:
+    return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
+
+
 def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
-    """Fine-tunes per ``config`` (validated here) and saves the merged model + processor to ``config.output``."""
+    """Fine-tunes per ``config`` (validated here) and saves the merged model + processor to ``config.output``.
+
+    Raises :class:`~emollm.training.run_record.RunFinished` when ``config.output`` holds a finished
+    run with the same settings, and :class:`TrainInputError` when it holds checkpoints of a run
+    with other settings (unless ``config.resume_with_changes``)."""
     config.validate()
     output = Path(config.output)
+    checkpoint = get_last_checkpoint(str(output)) if config.resume and output.is_dir() else None
+    try:
+        check_rerun(config, has_checkpoint=checkpoint is not None)
+    except SettingsChanged as e:
+        raise TrainInputError(str(e)) from e
     set_seed(config.seed)  # LoRA's initial A matrices come from the global RNG: same seed, same run
-    dataset = _datasets(config)  # first: a bad data file is reported before a large model loads
+    emo, general = _datasets(config)  # first: a bad data file is reported before a large model loads
+    args = training_arguments(config)  # then a setting this machine cannot run (bf16, DeepSpeed)
     model, processor = load_model(config.model, seed=config.seed)
+    collator = EmoBenchCollator(processor)
+    if config.feature_cache:
+        emo, general, collator = _cached(config, args, model, processor, emo, general)
+    dataset = _scheduled(config, emo, general)
     if config.lora:
         # Recorded as the adapters' base_model_name_or_path, so `emollm eval` of a checkpoint finds
         # it. (A named random set-up such as emollm-tiny is rebuilt with seed 0 there: checkpoints
         # of runs with another --seed need the merged final output instead.)
         model.name_or_path = config.model if config.model in NAMES else str(Path(config.model).resolve())
         model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
-    args = training_arguments(config)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=EmoBenchCollator(processor),
-                      processing_class=processor, callbacks=list(callbacks))
-    checkpoint = get_last_checkpoint(str(output)) if config.resume and output.is_dir() else None
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-
+    # In every run, not only multi-process ones: one process then computes what N processes do.
+    keep_projectors_in_graph(model)
+    trainer = EmoLLMTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                            processing_class=processor,
+                            callbacks=[LossLog(output), *callbacks])
     if trainer.is_world_process_zero():
-        final = trainer.model.merge_and_unload() if config.lora else trainer.model
-        final.save_pretrained(output)
-        processor.save_pretrained(output)
-        (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        start_part(config, from_step=_step_of(checkpoint), processes=args.world_size)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    _save_final(trainer, config, processor)
+    # Every process leaves together: one that tore its process group down while process 0 still
+    # saves could end the job (and under FSDP the shards' owners must outlive the gathering).
+    trainer.accelerator.wait_for_everyone()
     return TrainResult(trainer.state.global_step, result.training_loss, output, checkpoint)
+
+
+def _save_final(trainer: Trainer, config: TrainConfig, processor: EmoLLMProcessor) -> None:
+    """The finished model (LoRA merged into the LM), its processor and ``train_config.json`` in
+    ``config.output``, written by process 0.
+
+    Under ``fsdp`` and ``zero3`` no process holds whole parameters, so the Trainer first gathers
+    them into a save (the adapters of a LoRA run, into ``output/adapter``); process 0 then merges
+    those into a fresh copy of the base model."""
+    output = Path(config.output)
+    sharded = config.parallel in ("fsdp", "zero3")
+    if sharded:
+        trainer.save_model(str(output / "adapter") if config.lora else str(output))  # collective: every process
+    if not trainer.is_world_process_zero():
+        return
+    if sharded and config.lora:
+        from peft import PeftModel
+
+        base, _ = load_model(config.model, seed=config.seed)
+        final = PeftModel.from_pretrained(base, output / "adapter").merge_and_unload()
+    elif sharded:
+        final = None  # the Trainer saved the whole model
+    else:
+        final = trainer.model.merge_and_unload() if config.lora else trainer.model
+    # Saved beside the output first, then moved in file by file: each file appears whole or not at all.
+    with tempfile.TemporaryDirectory(dir=output, prefix=".final-") as tmp:
+        if final is not None:
+            final.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for path in Path(tmp).iterdir():
+            os.replace(path, output / path.name)
+    finish_part(config, trainer.state.global_step)
