@@ -47,13 +47,21 @@ class TrainResult:
 
 
 def load_model(name_or_dir: str, seed: int = 0) -> tuple[EmoLLMForConditionalGeneration, EmoLLMProcessor]:
-    """``(model, processor)`` from a named set-up (``emollm-tiny``, ...) or a saved EmoLLM folder."""
+    """``(model, processor)`` from a named set-up (``emollm-tiny``, ...), a saved EmoLLM folder, or a
+    saved transformers LLaVA folder (its MVP trained: :mod:`emollm.integrations.llava_training`)."""
     if name_or_dir in NAMES:
         return from_named(name_or_dir, seed=seed)
     path = Path(name_or_dir)
     if not (path / "config.json").is_file():
-        raise TrainInputError(f"model must be one of {NAMES} or a folder saved by save_pretrained, "
+        raise TrainInputError(f"model must be one of {NAMES}, a folder saved by save_pretrained or a LLaVA folder, "
                               f"got {name_or_dir!r}")
+    from emollm.integrations import llava_training
+
+    if llava_training.is_llava_folder(path):
+        try:
+            return llava_training.load_llava(path, seed=seed)
+        except (OSError, ValueError) as e:
+            raise TrainInputError(f"model {name_or_dir!r} is not a loadable LLaVA folder: {e}") from e
     try:
         return EmoLLMForConditionalGeneration.from_pretrained(path), EmoLLMProcessor.from_pretrained(path)
     except (OSError, ValueError) as e:  # no weights, not an EmoLLM config, no processor files
@@ -101,12 +109,21 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
     set_seed(config.seed)  # LoRA's initial A matrices come from the global RNG: same seed, same run
     dataset = _datasets(config)  # first: a bad data file is reported before a large model loads
     model, processor = load_model(config.model, seed=config.seed)
+    from emollm.integrations import llava_training
+
+    llava = llava_training.is_llava(model)
+    if llava:  # images only: refuse video or audio records now, not at their first batch
+        try:
+            llava_training.check_images_only(r for d in dataset.datasets if d is not None for r in d.records)
+        except ValueError as e:
+            raise TrainInputError(str(e)) from e
     if config.lora:
         # Recorded as the adapters' base_model_name_or_path, so `emollm eval` of a checkpoint finds
         # it. (A named random set-up such as emollm-tiny is rebuilt with seed 0 there: checkpoints
         # of runs with another --seed need the merged final output instead.)
         model.name_or_path = config.model if config.model in NAMES else str(Path(config.model).resolve())
-        model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
+        lora = llava_training.apply_llava_lora if llava else apply_lora
+        model = lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
     args = training_arguments(config)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=EmoBenchCollator(processor),
                       processing_class=processor, callbacks=list(callbacks))
