@@ -34,7 +34,7 @@ TAU = 0.1
 CLIP_WIDTH = 1024  # CLIP ViT-L/14's token width: the timing table runs at this size
 # `emollm data|prompts|train|eval ...`: modules with an ``add_commands(subparsers)`` function.
 COMMAND_MODULES = ("emollm.data.cli", "emollm.prompting.cli", "emollm.training.cli", "emollm.evaluation.cli",
-                   "emollm.inference.cli")
+                   "emollm.inference.cli", "emollm.serve.cli")
 
 
 # The optional packages `emollm env` reports, each with the distributions that provide it.
