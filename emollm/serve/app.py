@@ -43,12 +43,16 @@ def confined_upload(path: str | None) -> str | None:
     return str(resolved)
 
 
-def _timings_table(reply_timings: dict, view) -> str:
-    t = reply_timings
-    answer = ("| answer | seconds |\n|---|---:|\n"
-              f"| preprocess | {t.get('preprocess', 0):.3f} |\n| first token | {t.get('first_token', 0):.3f} |\n"
-              f"| whole answer | {t.get('generate', 0):.3f} |\n\n"
-              f"{t.get('new_tokens', 0)} tokens, {t.get('tokens_per_s', 0):.1f} tokens/s after the first")
+def _timings_table(reply_timings: dict | None, view) -> str:
+    """Markdown: the answer's timings (once it is complete; None while it streams) and the MVP's."""
+    if reply_timings is None:
+        answer = "answer: generating ..."
+    else:
+        t = reply_timings
+        answer = ("| answer | seconds |\n|---|---:|\n"
+                  f"| preprocess | {t['preprocess']:.3f} |\n| first token | {t['first_token']:.3f} |\n"
+                  f"| whole answer | {t['generate']:.3f} |\n\n"
+                  f"{t['new_tokens']} tokens, {t['tokens_per_s']:.1f} tokens/s after the first")
     return answer if view is None else answer + "\n\n**MVP stages**\n\n" + view.table()
 
 
@@ -82,7 +86,7 @@ def build_app(session: Session, *, max_new_tokens: int = 64, view_tau: float | N
             except MediaError as e:
                 raise gr.Error(str(e).replace("--", "", 1)) from None
             view = _view(media)
-            yield "", "", view.picture if view else None, _timings_table({}, view)
+            yield "", "", view.picture if view else None, _timings_table(None, view)
             reply = session.ask(question, media, task=None if task in (None, NO_TASK) else task,
                                 max_new_tokens=max_new_tokens)
             text = ""
@@ -106,7 +110,7 @@ def build_app(session: Session, *, max_new_tokens: int = 64, view_tau: float | N
                     f"uploads up to {max_upload}. One question runs at a time; others wait in the queue.")
         with gr.Row():
             with gr.Column(scale=1):
-                image = gr.Image(type="filepath", label="image", sources=["upload"], elem_id="image")
+                image = gr.Image(type="filepath", label="image", sources=["upload"], height=240, elem_id="image")
                 video = gr.File(label="video", file_types=list(VIDEO_TYPES), type="filepath", elem_id="video")
                 audio = gr.File(label="audio clip", file_types=list(AUDIO_TYPES), type="filepath", elem_id="audio")
                 question = gr.Textbox(label="question", value="How does this person feel?", elem_id="question")

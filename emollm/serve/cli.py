@@ -62,8 +62,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as e:
         print(f"emollm serve: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    limit = f"{args.max_upload_mb:g}mb"
-    app = build_app(session, max_new_tokens=args.max_new_tokens, view_tau=args.view_tau, max_upload=limit)
+    limit = int(args.max_upload_mb * 1024 * 1024)  # bytes: Gradio's size strings take whole numbers only
+    app = build_app(session, max_new_tokens=args.max_new_tokens, view_tau=args.view_tau,
+                    max_upload=f"{args.max_upload_mb:g} MB")
     print(f"emollm serve: model {args.model} loaded in {session.load_s:.1f} s on {session.device}; "
           f"http://{args.host}:{args.port}", flush=True)
     app.launch(server_name=args.host, server_port=args.port, max_file_size=limit, share=False, ssr_mode=False,
