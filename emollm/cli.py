@@ -33,7 +33,8 @@ STAGES = ((64, 5), (32, 3), (16, 3))  # (num_clusters, k) per stage, the paper's
 TAU = 0.1
 CLIP_WIDTH = 1024  # CLIP ViT-L/14's token width: the timing table runs at this size
 # `emollm data|prompts|train|eval ...`: modules with an ``add_commands(subparsers)`` function.
-COMMAND_MODULES = ("emollm.data.cli", "emollm.prompting.cli", "emollm.training.cli", "emollm.evaluation.cli")
+COMMAND_MODULES = ("emollm.data.cli", "emollm.prompting.cli", "emollm.training.cli", "emollm.evaluation.cli",
+                   "emollm.inference.cli", "emollm.serve.cli")
 
 
 # The optional packages `emollm env` reports, each with the distributions that provide it.
@@ -80,13 +81,14 @@ def _sync(device: torch.device) -> None:
 
 
 def run_pipeline(x: torch.Tensor, tau: float) -> tuple[list[float], list[torch.Tensor]]:
-    """The three stages on the current backend: per-stage ms and cluster assignments."""
+    """The three stages as :class:`~emollm.projector.MVPProjector` runs them, on the current backend:
+    per stage the fused ``dpc_cluster_merge``, then the τ-graph and one propagation over its merged
+    tokens. Returns per-stage ms and the cluster assignments."""
     times, assigns = [], []
     z = x
     for num_clusters, k in STAGES:
         start = time.perf_counter()
-        _, assign = ops.dpc_cluster(z, num_clusters, k)
-        z = ops.cluster_merge(z, assign, num_clusters)
+        _, assign, z = ops.dpc_cluster_merge(z, num_clusters, k)
         ops.gcn_propagate(ops.gcn_adjacency(z, tau), z)
         _sync(x.device)
         times.append((time.perf_counter() - start) * 1e3)
@@ -114,14 +116,33 @@ def _agreement(assigns: list[torch.Tensor], oracle: list[torch.Tensor]) -> str:
     return "agree"
 
 
-def _demo_backends(device: torch.device) -> list[str]:
+# The ops of one MVP stage (MVPProjector.cluster, then the relation perspective's graph).
+PIPELINE_OPS = ("dpc_cluster_merge", "gcn_adjacency", "gcn_propagate")
+
+
+def _runnable(device: torch.device) -> list[str]:
     return [name for name, b in ops.backends().items() if b.runs_on(device) and b.available()]
 
 
-def _fallbacks(name: str) -> list[str]:
-    """Pipeline ops that ``name`` lacks; those run on the automatic choice under its row."""
-    return [op for op in ("dpc_cluster", "cluster_merge", "gcn_adjacency", "gcn_propagate")
-            if not _backend.implements(name, op)]
+def _demo_backends(device: torch.device) -> list[str]:
+    """The backends timed on ``device``: those that implement every op of a stage themselves. A
+    backend lacking one would have its row run that op on another backend."""
+    return [name for name in _runnable(device) if all(_backend.implements(name, op) for op in PIPELINE_OPS)]
+
+
+def _untimed_notes(device: torch.device) -> list[str]:
+    """One line per runnable backend that is not timed, saying what it does implement."""
+    notes = []
+    for name in _runnable(device):
+        if name in _demo_backends(device):
+            continue
+        own = [op for op in _backend._contracts if _backend.implements(name, op)]
+        stage_ops = [op for op in PIPELINE_OPS if op in own]
+        lacks = ", ".join(op for op in PIPELINE_OPS if op not in own)
+        has = f"implements {', '.join(own)}" if own else "implements no op"
+        part = f" ({', '.join(stage_ops)} of a stage)" if stage_ops else ", none of a stage's ops"
+        notes.append(f"note: {name} not timed: it {has}{part}; lacks {lacks}")
+    return notes
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -160,6 +181,7 @@ def timing_table(x: torch.Tensor, repeat: int, tau: float, what: str = "tokens")
     stages = " ".join(f"({c},{k})" for c, k in STAGES)
     header = (f"emollm demo: B={b} N={n} D={d} {str(x.dtype).removeprefix('torch.')} {what} "
               f"on {x.device} ({torch.get_num_threads()} threads); stages (C,k) = {stages}, gcn tau {tau}; "
+              f"each stage runs {' -> '.join(PIPELINE_OPS)} as MVPProjector does; "
               f"median of {repeat} runs after a warm-up")
     print("\n" + header)
 
@@ -178,9 +200,7 @@ def timing_table(x: torch.Tensor, repeat: int, tau: float, what: str = "tokens")
         all_agree &= not agree.startswith("DIFFER")
         stage_ms = "".join(f"{t:>12.2f}" for t in r["stages"])
         lines.append(f"{name:<10}{r['total']:>10.2f}{stage_ms}{ref['total'] / r['total']:>9.2f}×  {agree}")
-    for name in results:
-        if name != "reference" and (missing := _fallbacks(name)):
-            lines.append(f"note: {name} has no {', '.join(missing)}; its row runs those on the automatic choice")
+    lines += _untimed_notes(x.device)
     lines.append("all backends agree with reference" if all_agree else "SOME BACKENDS DISAGREE WITH REFERENCE")
     print("\n" + "\n".join(lines[2:]))
     return "\n".join(lines), all_agree

@@ -6,7 +6,8 @@ patches' own pixels (no model, no download) or, with a local CLIP checkpoint, CL
 (layer -2, no CLS, as the model feeds the MVP). :class:`MVPProjector` clusters them in three
 stages (64/32/16 clusters, k 5/3/3); each stage's assignment indexes the previous stage's
 clusters, so composing them maps every stage back onto the patches. The τ-graph of each stage's
-merged tokens is drawn between the clusters' centroids (the mean grid position of their patches).
+merged tokens is drawn between the clusters' centroids (the mean grid position of their patches);
+the drawing is :mod:`emollm.cluster_view`'s, shared with ``emollm serve``.
 
 Needs the ``demo`` extra (matplotlib, scikit-image); :mod:`emollm.cli` imports this module only
 for ``emollm demo`` and says ``pip install emollm[demo]`` when they are missing.
@@ -14,9 +15,7 @@ for ``emollm demo`` and says ``pip install emollm[demo]`` when they are missing.
 
 from __future__ import annotations
 
-import colorsys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +24,12 @@ import skimage.io
 import skimage.transform
 import skimage.util
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
-from matplotlib.figure import Figure
-from PIL import Image
 
-from emollm import ops
-from emollm.ops.reference import unpack_bits
+from emollm.cluster_view import Stage, plot_stages, stage_views
 from emollm.projector.mvp import MVPProjector
+
+__all__ = ["SAMPLES", "Stage", "clip_tokens", "cluster_stages", "load_image", "pictures", "pixel_tokens",
+           "plot_stages"]
 
 IMAGE_SIZE = 224  # CLIP ViT-L/14's input side
 PATCH = 14  # its patch side: 224 / 14 = a 16×16 grid, 256 tokens
@@ -125,97 +122,11 @@ def clip_tokens(images: np.ndarray, path: str, device: torch.device) -> torch.Te
     return tokens
 
 
-@dataclass
-class Stage:
-    """One stage on one image: ``labels`` ``[g,g]`` cluster of each patch, ``centroids`` ``[C,2]``
-    mean (row, col) of each cluster's patches (NaN if empty), ``edges`` ``[E,2]`` τ-graph pairs i<j."""
-
-    labels: np.ndarray
-    centroids: np.ndarray
-    edges: np.ndarray
-
-    @property
-    def num_clusters(self) -> int:
-        return len(self.centroids)
-
-
 def cluster_stages(tokens: torch.Tensor, tau: float) -> list[list[Stage]]:
     """``tokens`` ``[B,g*g,D]`` -> per image, per stage: its clusters mapped back to the patches."""
-    b, n, d = tokens.shape
-    g = round(n ** 0.5)
-    projector = MVPProjector(d, 8, tau=tau).to(tokens.device)  # only .cluster runs: out_dim is irrelevant
+    projector = MVPProjector(tokens.shape[-1], 8, tau=tau).to(tokens.device)  # only .cluster runs: out_dim is moot
     with torch.no_grad():
-        stages = projector.cluster(tokens)
-    rows, cols = np.divmod(np.arange(n), g)
-    per_image: list[list[Stage]] = [[] for _ in range(b)]
-    patch_label = torch.arange(n, device=tokens.device).expand(b, n)  # stage 0: every patch its own
-    for _, assign, merged in stages:
-        patch_label = torch.gather(assign, 1, patch_label)  # stage s's assign indexes stage s-1's clusters
-        graph = ops.gcn_adjacency(merged, tau)
-        adjacency = unpack_bits(graph.bits, merged.shape[1]).cpu().numpy()
-        for i in range(b):
-            labels = patch_label[i].cpu().numpy()
-            c = merged.shape[1]
-            count = np.bincount(labels, minlength=c)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                centroids = np.stack([np.bincount(labels, rows, c) / count, np.bincount(labels, cols, c) / count], 1)
-            edges = np.argwhere(np.triu(adjacency[i], 1))
-            per_image[i].append(Stage(labels.reshape(g, g), centroids, edges))
-    return per_image
-
-
-def palette(n: int) -> np.ndarray:
-    """``n`` distinct RGB colours in [0,1]: golden-ratio hue steps, alternating lightness."""
-    return np.array([colorsys.hsv_to_rgb((i * 0.618034) % 1.0, 0.9 - 0.3 * (i % 3 == 1), 1.0 - 0.3 * (i % 2))
-                     for i in range(n)])
-
-
-def _boundaries(labels: np.ndarray, cell: float) -> list[tuple[tuple[float, float], tuple[float, float]]]:
-    """Segments (in pixels) along every patch edge with different clusters on either side."""
-    segs = []
-    for r, c in np.argwhere(labels[:, 1:] != labels[:, :-1]):  # vertical edge right of (r, c)
-        x = (c + 1) * cell
-        segs.append(((x, r * cell), (x, (r + 1) * cell)))
-    for r, c in np.argwhere(labels[1:] != labels[:-1]):  # horizontal edge below (r, c)
-        y = (r + 1) * cell
-        segs.append(((c * cell, y), ((c + 1) * cell, y)))
-    return segs
-
-
-def plot_stages(image: np.ndarray, stages: list[Stage], title: str, path: Path, alpha: float = 0.4,
-                dpi: int = 80) -> None:
-    """One PNG: per stage a 224-px panel with the clusters as a colour overlay, their borders, and
-    the τ-graph's edges between cluster centroids."""
-    size = image.shape[0]
-    pad, top = 6, 34  # pixels between panels / above them for the titles
-    width, height = len(stages) * size + (len(stages) + 1) * pad, size + top + pad
-    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
-    canvas = FigureCanvasAgg(fig)
-    fig.text(0.5, 1 - 3 / height, title, ha="center", va="top", fontsize=10)
-    for s, stage in enumerate(stages):
-        ax = fig.add_axes(((pad + s * (size + pad)) / width, pad / height, size / width, size / height))
-        g = stage.labels.shape[0]
-        cell = size / g
-        cell_of_pixel = np.minimum((np.arange(size) / cell).astype(int), g - 1)
-        colours = palette(stage.num_clusters)[stage.labels[cell_of_pixel][:, cell_of_pixel]]  # [size,size,3]
-        overlay = (1 - alpha) * image + alpha * colours
-        ax.imshow(np.clip(overlay, 0, 1), extent=(0, size, size, 0), interpolation="nearest")
-        ax.add_collection(LineCollection(_boundaries(stage.labels, cell), colors="black", linewidths=1.0))
-        centres = (stage.centroids[:, ::-1] + 0.5) * cell  # (row, col) -> (x, y) pixels
-        if len(stage.edges):
-            ax.add_collection(LineCollection(centres[stage.edges], colors="white", linewidths=0.9, alpha=0.9))
-        used = ~np.isnan(centres[:, 0])
-        ax.scatter(centres[used, 0], centres[used, 1], s=9, c="white", edgecolors="black", linewidths=0.5, zorder=3)
-        ax.set_xlim(0, size)
-        ax.set_ylim(size, 0)
-        ax.set_axis_off()
-        ax.set_title(f"stage {s + 1}: {stage.num_clusters} clusters, {len(stage.edges)} τ-edges",
-                     fontsize=9, pad=2)
-    canvas.draw()
-    # An adaptive 256-colour palette: 35-70 KB per sample instead of 145-255 KB as RGB, and at
-    # 3×224 px no visible banding.
-    rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
-    rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+        return stage_views(projector.cluster(tokens), tau)
 
 
 def pictures(specs: list[str], out: Path, *, tau: float, device: torch.device,

@@ -9,6 +9,10 @@ with ``combine="concat"``), whatever the image size and feature-select strategy:
 
     model, processor = use_mvp_projector(model, processor, tau=0.1, combine="sum")
 
+The MVP put in starts **untrained** (random weights): until it is trained the LLaVA's answers
+about images are noise. ``emollm train --model <the saved LLaVA folder>`` trains it in place, alone
+(``--no-lora``) or with LoRA on the LM (:mod:`emollm.integrations.llava_training`).
+
 The settings go into ``model.config.mvp_projector`` as :meth:`MVPConfig.to_dict
 <emollm.projector.MVPConfig.to_dict>` (and ``config.image_seq_length`` becomes its
 ``num_tokens``), so ``save_pretrained`` keeps them next to the projector's weights. To load such a
@@ -115,6 +119,9 @@ def use_mvp_projector(model: LlavaForConditionalGeneration, processor: LlavaProc
     With no ``mvp_kwargs``, a projector that is already an MVP is kept (so this call patches a
     freshly loaded processor), and a config that records MVP settings rebuilds the MVP from them
     (new weights: load the state dict after).
+
+    A newly built MVP has random weights: train it before relying on the model's answers
+    (``emollm train --model DIR`` on the saved LLaVA).
 
     ``processor``: an optional ``LlavaProcessor``, patched in place so that each ``<image>``
     becomes exactly ``num_tokens`` image tokens. Returns ``model``, or ``(model, processor)``

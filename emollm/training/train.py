@@ -56,13 +56,21 @@ class TrainResult:
 
 
 def load_model(name_or_dir: str, seed: int = 0) -> tuple[EmoLLMForConditionalGeneration, EmoLLMProcessor]:
-    """``(model, processor)`` from a named set-up (``emollm-tiny``, ...) or a saved EmoLLM folder."""
+    """``(model, processor)`` from a named set-up (``emollm-tiny``, ...), a saved EmoLLM folder, or a
+    saved transformers LLaVA folder (its MVP trained: :mod:`emollm.integrations.llava_training`)."""
     if name_or_dir in NAMES:
         return from_named(name_or_dir, seed=seed)
     path = Path(name_or_dir)
     if not (path / "config.json").is_file():
-        raise TrainInputError(f"model must be one of {NAMES} or a folder saved by save_pretrained, "
+        raise TrainInputError(f"model must be one of {NAMES}, a folder saved by save_pretrained or a LLaVA folder, "
                               f"got {name_or_dir!r}")
+    from emollm.integrations import llava_training
+
+    if llava_training.is_llava_folder(path):
+        try:
+            return llava_training.load_llava(path, seed=seed)
+        except (OSError, ValueError) as e:
+            raise TrainInputError(f"model {name_or_dir!r} is not a loadable LLaVA folder: {e}") from e
     try:
         return EmoLLMForConditionalGeneration.from_pretrained(path), EmoLLMProcessor.from_pretrained(path)
     except (OSError, ValueError) as e:  # no weights, not an EmoLLM config, no processor files
@@ -153,6 +161,16 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
     emo, general = _datasets(config)  # first: a bad data file is reported before a large model loads
     args = training_arguments(config)  # then a setting this machine cannot run (bf16, DeepSpeed)
     model, processor = load_model(config.model, seed=config.seed)
+    from emollm.integrations import llava_training
+
+    llava = llava_training.is_llava(model)
+    if llava:  # images only: refuse video or audio records now, not at their first batch
+        try:
+            llava_training.check_images_only(r for d in (emo, general) if d is not None for r in d.records)
+        except ValueError as e:
+            raise TrainInputError(str(e)) from e
+        if config.feature_cache:
+            raise TrainInputError("--feature-cache works with EmoLLM models only, not with a LLaVA model")
     collator = EmoBenchCollator(processor)
     if config.feature_cache:
         emo, general, collator = _cached(config, args, model, processor, emo, general)
@@ -162,9 +180,11 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
         # it. (A named random set-up such as emollm-tiny is rebuilt with seed 0 there: checkpoints
         # of runs with another --seed need the merged final output instead.)
         model.name_or_path = config.model if config.model in NAMES else str(Path(config.model).resolve())
-        model = apply_lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
-    # In every run, not only multi-process ones: one process then computes what N processes do.
-    keep_projectors_in_graph(model)
+        lora = llava_training.apply_llava_lora if llava else apply_lora
+        model = lora(model, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout)
+    if not llava:  # a LLaVA's one projector (the MVP) sees every batch: images only
+        # In every run, not only multi-process ones: one process then computes what N processes do.
+        keep_projectors_in_graph(model)
     trainer = EmoLLMTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                             processing_class=processor,
                             callbacks=[LossLog(output), *callbacks])
