@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from emollm.data.records import TASKS, RecordError, read_jsonl
+from emollm.data.records import TASKS, RecordError, numbered_records
 from emollm.data.sources import SOURCES
 
 
@@ -55,11 +55,15 @@ def table(headers: tuple[str, ...], counts: Counter, total: int) -> str:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     by_task, by_source, by_label = Counter(), Counter(), Counter()
+    seen: dict[str, str] = {}  # record id -> where it was first read, across all the files
     for file in args.files:
         if not Path(file).is_file():
-            return _error(f"{file}: no such file", 2)
+            return _error(f"{file}: no such file" if not Path(file).exists() else f"{file}: not a regular file", 2)
         try:
-            for r in read_jsonl(file):
+            for lineno, r in numbered_records(file):
+                if r.id in seen:  # counted once: the files overlap, and the counts would not be records
+                    raise RecordError(f"id {r.id!r} was already read at {seen[r.id]}", file, lineno)
+                seen[r.id] = f"{file}:{lineno}"
                 by_task[(r.task,)] += 1
                 by_source[(r.source,)] += 1
                 by_label[(r.task, r.source, r.answer)] += 1

@@ -13,7 +13,6 @@ labels by :class:`emollm.data.collator.EmoBenchCollator`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +20,17 @@ from typing import Any, Protocol
 
 from torch.utils.data import Dataset
 
+from emollm.data.jsonl import JsonLines
 from emollm.data.media import MAX_FRAMES, SAMPLING_RATE, load_audio, load_image, load_video
-from emollm.data.records import MEDIA_TYPES, PLACEHOLDERS, EmoRecord, RecordError, read_jsonl, resolve_media
+from emollm.data.records import (
+    MEDIA_TYPES,
+    PLACEHOLDERS,
+    EmoRecord,
+    RecordError,
+    check_media_root,
+    read_jsonl,
+    resolve_media,
+)
 
 __all__ = ["EOS", "SYSTEM", "EmoBenchDataset", "InstructionDataset", "InstructionRecord", "conversation_text",
            "load_media", "prompt_text", "read_instructions"]
@@ -98,8 +106,10 @@ class InstructionRecord:
     def from_dict(cls, d: Any) -> InstructionRecord:
         if not isinstance(d, dict) or "conversations" not in d:
             raise RecordError("an instruction record must be a JSON object with 'conversations'")
-        media = list(d.get("media", []))
-        media += [{"type": kind, "path": d[kind]} for kind in ("image", "video") if kind in d]
+        media = d.get("media", [])
+        if not isinstance(media, list) or not all(isinstance(m, dict) for m in media):
+            raise RecordError(f"'media' must be a list of objects, got {type(media).__name__}")
+        media = media + [{"type": kind, "path": d[kind]} for kind in ("image", "video") if kind in d]
         record = cls(str(d.get("id", "")), d["conversations"], media)
         turns = record.conversations
         if not isinstance(turns, list) or not turns or len(turns) % 2 or any(
@@ -107,7 +117,8 @@ class InstructionRecord:
             or not isinstance(t.get("value"), str) for i, t in enumerate(turns)
         ):
             raise RecordError("'conversations' must alternate human/gpt turns with string values, ending with gpt")
-        if any(m.get("type") not in MEDIA_TYPES or not m.get("path") for m in media):
+        if any(m.get("type") not in MEDIA_TYPES or not isinstance(m.get("path"), str) or not m["path"]
+               or "\0" in m["path"] for m in media):
             raise RecordError(f"media items need a 'type' in {MEDIA_TYPES} and a 'path', got {media}")
         human = "".join(t["value"] for t in turns[::2])
         for kind, tag in PLACEHOLDERS.items():
@@ -117,21 +128,22 @@ class InstructionRecord:
         return record
 
 
-def read_instructions(path: str | os.PathLike) -> list[InstructionRecord]:
-    """The :class:`InstructionRecord` s of a JSONL file; a bad line raises :class:`RecordError` with file and line."""
+def read_instructions(path: str | os.PathLike, *, confine_media: bool = False) -> list[InstructionRecord]:
+    """The :class:`InstructionRecord` s of a JSONL file; a bad line raises :class:`RecordError` with
+    file and line (see :class:`~emollm.data.jsonl.JsonLines`). ``confine_media``: a media path
+    leading out of the file's folder is a bad line too."""
     records = []
-    with Path(path).open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(InstructionRecord.from_dict(json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise RecordError(f"not valid JSON ({e.msg} at column {e.colno})", path, lineno) from None
-            except RecordError as e:
-                raise RecordError(e.message, path, lineno) from None
-            if not records[-1].id:
-                records[-1].id = f"{Path(path).stem}/{lineno}"
+    root = Path(path).absolute().parent
+    for lineno, value in JsonLines(path, error=RecordError):
+        try:
+            record = InstructionRecord.from_dict(value)
+            if confine_media:
+                check_media_root(record, root)
+        except RecordError as e:
+            raise RecordError(e.message, path, lineno) from None
+        if not record.id:
+            record.id = f"{Path(path).stem}/{lineno}"
+        records.append(record)
     return records
 
 

@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from emollm.data.sources.base import BadItem, SourceItem
+from emollm.data.sources.base import BadItem, SourceItem, read_text, unsafe_media_path
 
 NAME = "emotion6"
 TASKS = ("emo-c", "emo-o")
@@ -72,8 +72,7 @@ def convert(root: Path, split: str) -> Iterator[SourceItem | BadItem]:
     path = root / ANNOTATIONS
     if not path.is_file():
         raise FileNotFoundError(f"Emotion6 annotations not found: {path}")
-    with path.open(encoding="utf-8-sig") as f:
-        lines = f.read().splitlines()
+    lines = read_text(path).splitlines()
     for lineno, line in enumerate(lines[1:], 2):  # line 1 is the header
         if not line.strip():
             continue
@@ -87,6 +86,9 @@ def convert(root: Path, split: str) -> Iterator[SourceItem | BadItem]:
         if split != "all" and split_of(filename) != split:
             continue
         image = f"{IMAGE_DIR}/{filename}"
+        if (unsafe := unsafe_media_path(filename)) is not None:
+            yield BadItem(str(path), lineno, unsafe)
+            continue
         if not (root / image).is_file():
             yield BadItem(str(path), lineno, f"missing image {image}")
             continue
