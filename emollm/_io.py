@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -176,8 +177,9 @@ class NewFolders:
             ...   # an error here leaves no empty folder behind
     """
 
-    def __init__(self, folder: str | os.PathLike):
+    def __init__(self, folder: str | os.PathLike, *, with_contents: bool = False):
         self.folder = Path(folder)
+        self.with_contents = with_contents  # remove created folders even when files were written in them
         self.created: list[Path] = []
 
     def make(self) -> Path:
@@ -192,10 +194,14 @@ class NewFolders:
         return self.folder
 
     def remove(self) -> None:
-        """Removes the folders this object created, deepest first, where they are empty."""
+        """Removes the folders this object created, deepest first, where they are empty (or with
+        what is in them, for ``with_contents=True``: a folder the failed run made holds only its files)."""
         for path in reversed(self.created):
             with contextlib.suppress(OSError):
-                path.rmdir()
+                if self.with_contents:
+                    shutil.rmtree(path)
+                else:
+                    path.rmdir()
         self.created = []
 
     def __enter__(self) -> NewFolders:

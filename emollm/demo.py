@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from emollm import ops
+from emollm._io import atomic_write
 from emollm.ops.reference import unpack_bits
 from emollm.projector.mvp import MVPProjector
 
@@ -215,7 +216,9 @@ def plot_stages(image: np.ndarray, stages: list[Stage], title: str, path: Path, 
     # An adaptive 256-colour palette: 35-70 KB per sample instead of 145-255 KB as RGB, and at
     # 3×224 px no visible banding.
     rgb = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
-    rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    palette_image = rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    with atomic_write(path, "wb") as f:
+        palette_image.save(f, format="PNG", optimize=True)
 
 
 def pictures(specs: list[str], out: Path, *, tau: float, device: torch.device,

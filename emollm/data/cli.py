@@ -34,7 +34,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                         progress=False if args.no_progress else None)
     except BuildError as e:
         return _error(str(e), 1)
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (ValueError, OSError, ImportError) as e:  # bad arguments, a layout that is not the source's, a full disk
         return _error(str(e), 2)
     print(summary.describe())
     return 0
@@ -58,7 +58,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     seen: dict[str, str] = {}  # record id -> where it was first read, across all the files
     for file in args.files:
         if not Path(file).is_file():
-            return _error(f"{file}: no such file" if not Path(file).exists() else f"{file}: not a regular file", 2)
+            what = "no such file" if not Path(file).exists() else "a folder" if Path(file).is_dir() else \
+                "not a regular file"
+            return _error(f"{file}: {what}", 2)
         try:
             for lineno, r in numbered_records(file):
                 if r.id in seen:  # counted once: the files overlap, and the counts would not be records
@@ -84,7 +86,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     # Only the sizes given on the command line are passed, so write_synthetic's defaults apply.
     sizes = {k: v for k, v in (("n_train", args.train), ("n_test", args.test), ("seed", args.seed)) if v is not None}
-    written = write_synthetic(args.out, **sizes)
+    try:
+        written = write_synthetic(args.out, **sizes)
+    except (ValueError, OSError) as e:  # an --out that cannot be written, a full disk
+        return _error(str(e), 2)
     print("wrote " + " and ".join(str(path) for path in written.values()))
     return 0
 
