@@ -182,16 +182,24 @@ class NewFolders:
         self.with_contents = with_contents  # remove created folders even when files were written in them
         self.created: list[Path] = []
 
-    def make(self) -> Path:
-        missing = []
-        path = self.folder
+    def _missing(self) -> list[Path]:
+        missing, path = [], self.folder
         while not os.path.lexists(path) and path != path.parent:
             missing.append(path)
             path = path.parent
-        for path in reversed(missing):
+        return missing[::-1]
+
+    def make(self) -> Path:
+        for path in self._missing():
             path.mkdir(exist_ok=True)
             self.created.append(path)
         return self.folder
+
+    def expect(self) -> NewFolders:
+        """Notes the missing folders without making them, for a library that will (so that
+        :meth:`remove` takes them back if the run fails)."""
+        self.created = self._missing()
+        return self
 
     def remove(self) -> None:
         """Removes the folders this object created, deepest first, where they are empty (or with

@@ -140,7 +140,7 @@ def read_instructions(path: str | os.PathLike, *, confine_media: bool = False) -
             if confine_media:
                 check_media_root(record, root)
         except RecordError as e:
-            raise RecordError(e.message, path, lineno) from None
+            raise type(e)(e.message, path, lineno) from None
         if not record.id:
             record.id = f"{Path(path).stem}/{lineno}"
         records.append(record)

@@ -18,6 +18,7 @@ One reader for every JSONL file emollm reads, so they all treat bad input the sa
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Iterator
@@ -69,7 +70,7 @@ class JsonLines:
 
     def _check_file(self) -> None:
         if not os.path.lexists(self.path):
-            raise FileNotFoundError(f"{self.path}: no such file")
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(self.path))
         if self.path.is_dir():
             raise self.error("is a folder, not a JSON-lines file", self.path)
         if not self.path.is_file():

@@ -50,6 +50,10 @@ class RecordError(ValueError):
         super().__init__(where + message)
 
 
+class MediaOutsideError(RecordError):
+    """A media path that leads out of the data folder (see :func:`check_media_root`)."""
+
+
 @dataclasses.dataclass
 class EmoRecord:
     id: str
@@ -167,8 +171,8 @@ def check_media_root(record: Any, root: str | os.PathLike) -> None:
     EmoBench ``media``) leads out of ``root`` (the folder of its records file)."""
     for m in record.media:
         if outside_root(m["path"], root):
-            raise RecordError(f"{m['type']} path {m['path']!r} lies outside the data folder {root}; "
-                              f"pass --allow-outside-media if the records file is trusted")
+            raise MediaOutsideError(f"{m['type']} path {m['path']!r} lies outside the data folder {root}; "
+                                    f"pass --allow-outside-media if the records file is trusted")
 
 
 def read_jsonl(path: str | os.PathLike, *, check_media: bool = False,
@@ -197,7 +201,7 @@ def numbered_records(path: str | os.PathLike, *, check_media: bool = False,
             if confine_media:
                 check_media_root(record, root)
         except RecordError as e:
-            raise RecordError(e.message, path, lineno) from None
+            raise type(e)(e.message, path, lineno) from None
         except TypeError as e:  # wrong value types reaching the dataclass
             raise RecordError(str(e), path, lineno) from None
         if record.id in seen:

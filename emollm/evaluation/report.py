@@ -9,13 +9,13 @@ level (mean ``1/|label set|``) as a line across the bar.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from emollm._io import atomic_write, write_json_atomic, write_text_atomic
 from emollm.data.records import TASKS
 
 __all__ = ["TASK_NAMES", "format_report", "plot_accuracy", "write_report"]
@@ -111,7 +111,8 @@ def plot_accuracy(metrics: Mapping[str, Any], path: str | os.PathLike, *, title:
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside: bars may reach the top
     path = Path(path)
-    fig.savefig(path, dpi=120)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
     return path
 
 
@@ -123,7 +124,7 @@ def write_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *, meta
     out.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": out / "metrics.json", "report": out / "report.md"}
     payload = {**({"meta": dict(meta)} if meta else {}), **metrics}
-    paths["metrics"].write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_atomic(paths["metrics"], payload)
     if plot:
         try:
             paths["plot"] = plot_accuracy(metrics, out / "accuracy.png")
@@ -133,5 +134,5 @@ def write_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *, meta
             warnings.warn("accuracy.png not drawn: matplotlib is missing (pip install 'emollm[eval]')", stacklevel=2)
     image = paths["plot"].name if "plot" in paths else None
     report = format_report(metrics, meta=meta, max_unparseable=max_unparseable, image=image)
-    paths["report"].write_text(report, encoding="utf-8")
+    write_text_atomic(paths["report"], report)
     return paths

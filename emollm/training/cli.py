@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from emollm._io import NewFolders, check_output_dir
 from emollm.training.config import STRATEGIES, TrainConfig
 
 _PRESET = TrainConfig()
@@ -24,15 +25,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     from emollm.training.config import load_config
     from emollm.training.train import TrainInputError, train
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "func", "extra", "config")}
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("command", "func", "extra", "config", "allow_outside_media")}
     try:
         config = load_config(args.config, **flags)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, TypeError) as e:  # TypeError: a YAML value of the wrong type
         print(f"emollm train: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a YAML syntax error (yaml.YAMLError, imported only with a config)
+        if type(e).__module__.split(".")[0] != "yaml":
+            raise
+        print(f"emollm train: {args.config}: not valid YAML: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    folders = NewFolders(check_output_dir(config.output, what="--output")).expect()
+    problem = None if args.allow_outside_media else media_outside(config)
+    if problem:
+        print(f"emollm train: {problem}", file=sys.stderr)
         return 2
     try:
         result = train(config)
     except TrainInputError as e:  # a bad data file or model folder: one line, not a traceback
+        folders.remove()  # an --output folder made for this run goes again
         print(f"emollm train: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -43,6 +56,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {result.global_step} steps (mean loss {result.train_loss:.4f}{resumed}); "
           f"model and processor saved to {result.output}")
     return 0
+
+
+def media_outside(config: TrainConfig) -> str | None:
+    """The first record whose media lead out of its file's folder, as ``file:line: ...``, or None
+    (a missing or malformed file is left to ``train``, which reports it)."""
+    from emollm.data.dataset import read_instructions
+    from emollm.data.records import MediaOutsideError, RecordError, read_jsonl
+
+    try:
+        for _ in read_jsonl(config.data, confine_media=True):
+            pass
+        if config.general and config.strategy != "emo":
+            read_instructions(config.general, confine_media=True)
+    except MediaOutsideError as e:
+        return str(e)
+    except (RecordError, OSError):
+        return None
+    return None
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -79,4 +110,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, help=f"data loading processes (default: {_PRESET.num_workers})")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="default: where CUDA supports it")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--allow-outside-media", action="store_true",
+                   help="read media whose paths lead out of the --data (and --general) file's folder")
     p.set_defaults(func=cmd_train, extra="train")

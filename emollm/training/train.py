@@ -14,7 +14,6 @@ with its processor, loadable by ``EmoLLMForConditionalGeneration.from_pretrained
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from emollm._io import write_json_atomic
 from emollm.data.collator import EmoBenchCollator
 from emollm.data.dataset import EmoBenchDataset, InstructionDataset
 from emollm.data.records import RecordError
@@ -117,5 +117,5 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
         final = trainer.model.merge_and_unload() if config.lora else trainer.model
         final.save_pretrained(output)
         processor.save_pretrained(output)
-        (output / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        write_json_atomic(output / "train_config.json", config.to_dict())
     return TrainResult(trainer.state.global_step, result.training_loss, output, checkpoint)
