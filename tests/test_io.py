@@ -4,28 +4,11 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from emollm._io import NewFolders, OutputPathError, atomic_write, check_output_dir, check_output_file
-
-
-def unwritable_folder(tmp_path: Path) -> Path:
-    """A folder nothing can be written in, also for root (who ignores permission bits): /sys."""
-    if os.geteuid() != 0:
-        folder = tmp_path / "locked"
-        folder.mkdir()
-        folder.chmod(0o500)
-        return folder
-    try:
-        fd, name = tempfile.mkstemp(dir="/sys")
-    except OSError:
-        return Path("/sys")
-    os.close(fd)
-    os.unlink(name)
-    pytest.skip("no unwritable folder here")
+from tests.paths import unwritable_folder
 
 
 def test_an_error_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

@@ -20,8 +20,8 @@ from emollm.data.records import TASKS, RecordError, numbered_records
 from emollm.data.sources import SOURCES
 
 
-def _error(message: str, code: int) -> int:
-    print(f"emollm data: {message}", file=sys.stderr)
+def _error(command: str, message: str, code: int) -> int:
+    print(f"emollm data {command}: {message}", file=sys.stderr)
     return code
 
 
@@ -33,9 +33,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                         limit=args.limit, tasks=args.task, absolute=args.absolute_paths,
                         progress=False if args.no_progress else None)
     except BuildError as e:
-        return _error(str(e), 1)
+        return _error("build", str(e), 1)
     except (ValueError, OSError, ImportError) as e:  # bad arguments, a layout that is not the source's, a full disk
-        return _error(str(e), 2)
+        return _error("build", str(e), 2)
     print(summary.describe())
     return 0
 
@@ -60,7 +60,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         if not Path(file).is_file():
             what = "no such file" if not Path(file).exists() else "a folder" if Path(file).is_dir() else \
                 "not a regular file"
-            return _error(f"{file}: {what}", 2)
+            return _error("stats", f"{file}: {what}", 2)
         try:
             for lineno, r in numbered_records(file):
                 if r.id in seen:  # counted once: the files overlap, and the counts would not be records
@@ -70,7 +70,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 by_source[(r.source,)] += 1
                 by_label[(r.task, r.source, r.answer)] += 1
         except RecordError as e:
-            return _error(str(e), 1)
+            return _error("stats", str(e), 1)
     total = sum(by_task.values())
     print(f"{total} record(s) in {len(args.files)} file(s)")
     if total:
@@ -89,7 +89,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     try:
         written = write_synthetic(args.out, **sizes)
     except (ValueError, OSError) as e:  # an --out that cannot be written, a full disk
-        return _error(str(e), 2)
+        return _error("synth", str(e), 2)
     print("wrote " + " and ".join(str(path) for path in written.values()))
     return 0
 

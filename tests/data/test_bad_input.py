@@ -22,7 +22,7 @@ def stats(capsys, *paths):
 
 
 def one_line_error(err: str) -> str:
-    assert err.startswith("emollm data: ") and "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("emollm data stats: ") and "Traceback" not in err and err.count("\n") == 1, err
     return err
 
 
