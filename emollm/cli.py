@@ -238,6 +238,9 @@ def run_command(args: argparse.Namespace) -> int:
     except OutputPathError as e:
         print(f"emollm {command}: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the system refuses (too long, a loop of links), a full disk: it says which
+        print(f"emollm {command}: {e}", file=sys.stderr)
+        return 2
     except ImportError as e:
         missing = next((err.name for err in (e, e.__cause__) if isinstance(err, ModuleNotFoundError) and err.name),
                        None)

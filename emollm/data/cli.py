@@ -101,6 +101,16 @@ def _positive(text: str) -> int:
     return value
 
 
+MAX_SYNTH = 100_000  # records per split: far more than a smoke test needs, still minutes and < 1 GB
+
+
+def _synth_size(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_SYNTH:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SYNTH}, got {value}")
+    return value
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Adds ``emollm data build|stats|synth`` to the ``emollm`` parser."""
     data = sub.add_parser("data", help="EmoBench data: build records from a source, stats, synthetic set")
@@ -126,7 +136,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     synth = commands.add_parser("synth", help="write a small synthetic EmoBench (train.jsonl, test.jsonl)")
     synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--train", type=_positive, help="training records (default: write_synthetic's)")
-    synth.add_argument("--test", type=_positive, help="test records (default: write_synthetic's)")
+    synth.add_argument("--train", type=_synth_size, help=f"training records, up to {MAX_SYNTH} (default: 600)")
+    synth.add_argument("--test", type=_synth_size, help=f"test records, up to {MAX_SYNTH} (default: 120)")
     synth.add_argument("--seed", type=int, help="random seed (default: write_synthetic's)")
     synth.set_defaults(func=cmd_synth, extra="data")
