@@ -23,7 +23,7 @@ import torch
 from emollm._io import NewFolders, write_jsonl_atomic
 from emollm.data.dataset import load_media, prompt_text
 from emollm.data.jsonl import JsonLines
-from emollm.data.records import EmoRecord, RecordError
+from emollm.data.records import TASKS, EmoRecord, RecordError
 from emollm.evaluation.metrics import make_prediction
 
 __all__ = ["CutOffLineWarning", "ExemplarSource", "predict", "read_predictions"]
@@ -51,6 +51,8 @@ def _check_prediction(pred: Any) -> None:
         if name in pred and not isinstance(pred[name], types):
             raise RecordError(f"field {name!r} must be {' or '.join(_TYPE_NAMES[t] for t in types)}, "
                               f"got {type(pred[name]).__name__}")
+    if "task" in pred and pred["task"] not in TASKS:
+        raise RecordError(f"unknown task {pred['task']!r:.80}; expected one of {TASKS}")
     for name in ("label_set", "accept"):
         if isinstance(pred.get(name), list) and not all(isinstance(v, str) for v in pred[name]):
             raise RecordError(f"field {name!r} must be a list of strings")

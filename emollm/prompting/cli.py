@@ -26,12 +26,12 @@ def _int_in(low: int, high: int):
     return parse
 
 
-def _seconds(low: float, high: float):
-    """An argparse type: a finite number above ``low`` and at most ``high`` (no wait is unbounded)."""
+def _number_in(low: float, high: float):
+    """An argparse type: a finite number in ``[low, high]`` (so that no wait is unbounded)."""
     def parse(text: str) -> float:
         value = float(text)
-        if not (math.isfinite(value) and low < value <= high):
-            raise argparse.ArgumentTypeError(f"must be a positive number up to {high:g}, got {text}")
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"must be a number from {low:g} to {high:g}, got {text}")
         return value
     return parse
 
@@ -158,15 +158,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--per-task", type=_positive_int,
                      help="at most N records per task, drawn with --seed (default: all)")
     gen.add_argument("--seed", type=int, default=0, help="seed of the --per-task draw (default: 0)")
-    gen.add_argument("--rate", type=_seconds(0.0, 1000.0),
-                     help="at most this many requests per second, up to 1000 (default: no limit)")
+    gen.add_argument("--rate", type=_number_in(0.001, 1000.0),
+                     help="at most this many requests per second, 0.001 to 1000 (default: no limit)")
     gen.add_argument("--max-retries", type=_int_in(0, 20), default=5,
                      help="retries of a request on 429/5xx/timeouts, 0 to 20 (default: 5)")
-    gen.add_argument("--timeout", type=_seconds(0.0, 3600.0), default=120.0,
+    gen.add_argument("--timeout", type=_number_in(0.01, 3600.0), default=120.0,
                      help="seconds for a whole request, the complete reply included, up to 3600 (default: 120)")
-    gen.add_argument("--backoff", type=_seconds(0.0, 60.0), default=1.0,
+    gen.add_argument("--backoff", type=_number_in(0.001, 60.0), default=1.0,
                      help="first retry's wait in seconds, doubled per retry up to 60 s; a Retry-After header "
-                          "replaces it, also capped at 60 s (default: 1)")
+                          "replaces it, also capped at 60 s, and one over 600 s stops the run (default: 1)")
     gen.add_argument("--max-unreachable", type=_int_in(1, 100), default=6,
                      help="stop the run after this many requests in a row got no reply at all: refused, "
                           "unknown host, timed out (default: 6)")

@@ -230,7 +230,9 @@ class ChatClient:
     requests per second (None: unlimited). ``max_reply_bytes``: a longer reply fails the record.
     ``max_unreachable``: after this many requests in a row got no reply at all (refused, unknown
     host, timed out, dropped), :class:`EndpointUnreachable` stops the run instead of going on
-    record after record.
+    record after record. ``max_retry_after``: a ``Retry-After`` longer than this (a spent quota, a
+    maintenance window) stops the run too: waiting ``max_backoff`` and asking again, record after
+    record, would take hours and get the same answer.
 
     The API key is sent to ``base_url`` only (redirects are not followed) and never appears in a
     message: error bodies and logs have it, and any ``Bearer`` token, replaced by ``[redacted]``.
@@ -247,6 +249,7 @@ class ChatClient:
     max_tokens: int = 400
     max_reply_bytes: int = MAX_REPLY_BYTES
     max_unreachable: int = 6
+    max_retry_after: float = 600.0
     sleep: Callable[[float], None] = dataclasses.field(default=time.sleep, repr=False)
     log: Callable[[str], None] = dataclasses.field(default=lambda msg: print(msg, file=sys.stderr), repr=False)
 
@@ -261,7 +264,7 @@ class ChatClient:
                                  "header cannot carry; check the variable named by --api-key-env")
         if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        for name in ("timeout", "backoff", "max_backoff"):
+        for name in ("timeout", "backoff", "max_backoff", "max_retry_after"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0) or (
                     name == "timeout" and value == 0):
@@ -332,6 +335,10 @@ class ChatClient:
                 if e.code not in RETRY_STATUS and e.code < 500:
                     raise APIError(problem) from None
                 wait = retry_after_seconds(e.headers.get("Retry-After"))
+                if wait is not None and wait > self.max_retry_after:
+                    raise FatalAPIError(f"{problem} (Retry-After asks to wait {wait:.0f} s, more than "
+                                        f"{self.max_retry_after:g} s: a spent quota or maintenance; rerun later "
+                                        f"to resume)") from None
             except (OSError, http.client.HTTPException) as e:  # timeouts, refused or dropped connections
                 self._no_reply += 1
                 problem = self.redact(f"{type(e).__name__}: {getattr(e, 'reason', e)}")
@@ -367,12 +374,26 @@ def _data_url(data: bytes, mime: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
 
 
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # OpenAI's limit per image; a larger file is not a dataset picture
+
+
+def _media_file(path: str) -> Path:
+    """``path`` if it is a regular file: a pipe or a device would be read for ever."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"{path}: " + ("no such file" if not file.exists() else "not a regular file"))
+    return file
+
+
 def image_part(path: str) -> dict[str, Any]:
     """An ``image_url`` content part holding the file at ``path`` as a base64 data URL."""
     mime = mimetypes.guess_type(path)[0]
     if mime is None or not mime.startswith("image/"):
         raise ValueError(f"cannot tell the image type of {path} from its extension")
-    return _data_url(Path(path).read_bytes(), mime)
+    file = _media_file(path)
+    if file.stat().st_size > MAX_IMAGE_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_IMAGE_BYTES // 2**20} MB")
+    return _data_url(file.read_bytes(), mime)
 
 
 def sample_frames(path: str, num_frames: int = 4) -> list[Any]:
@@ -381,7 +402,7 @@ def sample_frames(path: str, num_frames: int = 4) -> list[Any]:
         import av
     except ImportError:
         raise ImportError("video records need PyAV to take frames: pip install av") from None
-    with av.open(path) as container:
+    with av.open(str(_media_file(path))) as container:
         frames = list(container.decode(video=0))
     if not frames:
         raise ValueError(f"no video frames in {path}")

@@ -29,6 +29,9 @@ def cmd_train(args: argparse.Namespace) -> int:
              if k not in ("command", "func", "extra", "config", "allow_outside_media")}
     try:
         config = load_config(args.config, **flags)
+    except UnicodeDecodeError as e:
+        print(f"emollm train: {args.config}: not UTF-8 text (byte 0x{e.object[e.start]:02x})", file=sys.stderr)
+        return 2
     except (ValueError, OSError, TypeError) as e:  # TypeError: a YAML value of the wrong type
         print(f"emollm train: {e}", file=sys.stderr)
         return 2

@@ -158,15 +158,36 @@ def test_media_outside_the_data_folder_are_not_sent_without_the_flag(server, tmp
 def test_retry_after_is_capped_and_unreadable_values_fall_back_to_backoff(dataset, server, tmp_path):
     assert retry_after_seconds("nan") is None
     assert retry_after_seconds("Fri, 31 Dec 99999 23:59:59 GMT") is None
-    assert retry_after_seconds("1e400") == float("inf")  # the caller caps it
+    assert retry_after_seconds("1e400") == float("inf")  # the caller decides
     data, records = dataset
     waits = []
-    server.script = [Reply(429, "slow", {"Retry-After": "86400"}), Reply(503, "busy", {"Retry-After": "1e400"}),
+    server.script = [Reply(429, "slow", {"Retry-After": "30"}), Reply(503, "busy", {"Retry-After": "-5"}),
                      Reply(503, "busy", {"Retry-After": "9" * 5000}), Reply(429, "x", {"Retry-After": "soon"})]
     client = client_for(server, backoff=0.01, max_backoff=0.05, max_retries=5, sleep=waits.append)
     report = generate_store(records[:1], tmp_path / "s.jsonl", client, data_dir=data.parent, progress=False)
-    # 86400 s and 1e400 s: capped; 5000 digits: not read (backoff 0.04); "soon": backoff 0.08, capped.
-    assert report.written == 1 and waits == [0.05, 0.05, 0.04, 0.05]
+    # 30 s: capped; -5: no wait; 5000 digits: not read (backoff 0.04); "soon": backoff 0.08, capped.
+    assert report.written == 1 and waits == [0.05, 0.0, 0.04, 0.05]
+
+
+@pytest.mark.parametrize("value", ["86400", "1e400", "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_a_retry_after_beyond_ten_minutes_stops_the_run(dataset, server, tmp_path, value):
+    data, records = dataset
+    waits = []
+    server.script = [Reply(429, "quota", {"Retry-After": value})]
+    report = generate_store(records[:3], tmp_path / "s.jsonl", client_for(server, sleep=waits.append),
+                            data_dir=data.parent, progress=False)
+    assert report.stopped and "Retry-After asks to wait" in report.stopped and "rerun later" in report.stopped
+    assert waits == [] and len(server.seen) == 1
+
+
+def test_rates_and_timeouts_that_would_wait_for_ever_are_refused(dataset, server, tmp_path, capsys):
+    data, _ = dataset
+    for flag, value in [("--rate", "1e-9"), ("--rate", "inf"), ("--timeout", "1e9"), ("--timeout", "nan"),
+                        ("--backoff", "1e12"), ("--max-retries", "100000")]:
+        with pytest.raises(SystemExit):
+            main(generate_args(data, tmp_path / "s.jsonl", server.url, flag, value))
+        assert f"argument {flag}: must be" in capsys.readouterr().err
+    assert server.seen == []
 
 
 def test_a_reply_that_never_completes_ends_at_the_deadline(dataset, tmp_path):
