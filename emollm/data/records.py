@@ -159,11 +159,14 @@ def outside_root(path: str, root: str | os.PathLike) -> bool:
 
     The test is on the path's text (``..`` and absolute paths), not on where symlinks lead: it
     stops a records file from pointing at files elsewhere, while a data folder that is itself a
-    link, or holds links the user made, keeps working.
+    link, or holds links the user made, keeps working (an absolute path may name the folder by
+    either its linked or its real path).
     """
-    root = os.path.normpath(os.path.abspath(root))
-    target = os.path.normpath(os.path.join(root, path))
-    return os.path.commonpath([root, target]) != root
+    def inside(folder: str) -> bool:
+        target = os.path.normpath(os.path.join(folder, path))
+        return os.path.commonpath([folder, target]) == folder
+
+    return not any(inside(folder) for folder in {os.path.normpath(os.path.abspath(root)), os.path.realpath(root)})
 
 
 def check_media_root(record: Any, root: str | os.PathLike) -> None:

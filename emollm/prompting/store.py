@@ -155,7 +155,7 @@ class _StoreReader:
         self.lines = JsonLines(self.path, error=StoreError, drop_torn_tail=drop_torn_tail)
 
     def __iter__(self) -> Iterator[Exemplar]:
-        folder = self.path.absolute().parent
+        folder = self.path.resolve().parent
         seen: dict[str, int] = {}
         dim: int | None = None
         for lineno, value in self.lines:
@@ -249,13 +249,12 @@ class ExemplarWriter:
 
     def _open(self):
         NewFolders(self.path.parent).make()
-        self.folder = self.path.resolve().parent
         return self.path.open("a", encoding="utf-8")
 
     def append(self, exemplar: Exemplar) -> None:
         if exemplar.id in self.ids:
             raise StoreError(f"id {exemplar.id!r} is already in the store", self.path)
-        line = _line(exemplar, self.path.absolute().parent)  # validated before the file is touched
+        line = _line(exemplar, self.path.resolve().parent)  # validated before the file is touched
         if self._file is None:
             self._file = self._open()
         self._file.write(line)

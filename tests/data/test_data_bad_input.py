@@ -208,3 +208,15 @@ def test_synth_writes_readable_pictures(tmp_path):
     first = next(read_jsonl(paths["train"], check_media=True, confine_media=True))
     with Image.open(tmp_path / first.media[0]["path"]) as im:
         assert im.size == (synth.IMAGE_SIZE, synth.IMAGE_SIZE)
+
+
+def test_confinement_is_on_the_path_text_and_takes_a_linked_data_folder_either_way(tmp_path):
+    real = tmp_path / "real"
+    (real / "img").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(real / "img" / "a.png")
+    (tmp_path / "link").symlink_to(real)
+    path = tmp_path / "link" / "r.jsonl"
+    for media_path in ("img/a.png", str(real / "img" / "a.png"), str(tmp_path / "link" / "img" / "a.png")):
+        media = [{"type": "image", "path": media_path}]
+        path.write_text(lines({**record("1", "humor", "s", "yes", YN), "media": media}))
+        assert len(list(read_jsonl(path, check_media=True, confine_media=True))) == 1
