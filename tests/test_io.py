@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from emollm._io import NewFolders, OutputPathError, atomic_write, check_output_dir, check_output_file
-from tests.paths import unwritable_folder
+from tests.bad_input_helpers import unwritable_folder
 
 
 def test_an_error_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

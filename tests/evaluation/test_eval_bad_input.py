@@ -8,6 +8,7 @@ from PIL import Image
 
 from emollm.cli import main
 from emollm.data.records import write_jsonl
+from tests.bad_input_helpers import error_lines
 from tests.evaluation.conftest import _record
 from tests.evaluation.helpers import MELD, YN, pred
 
@@ -18,10 +19,8 @@ def _write(path, preds, tail=""):
 
 
 def _error(capsys) -> str:
-    err = capsys.readouterr().err
-    # One line from eval (transformers may add a warning of its own when the model loads).
-    assert sum(line.startswith("emollm eval: ") for line in err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
+    (line,) = error_lines(capsys.readouterr().err, "emollm eval: ")  # transformers may add a warning
+    return line
 
 
 RIGHT = pred("a", "humor", "smile", YN, "yes", "Yes, it is funny.", "yes")
