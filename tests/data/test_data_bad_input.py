@@ -169,6 +169,8 @@ def test_emotion6_absolute_file_names_are_bad_items(tmp_path):
     bad = [i for i in items if isinstance(i, BadItem)]
     assert len(bad) == 1 and bad[0].line == 3 and "is absolute" in bad[0].reason
     assert len(items) == 3
+    for split in ("train", "test"):  # whichever split the name hashes to, it is reported in both
+        assert [b.line for b in emotion6.convert(tmp_path, split) if isinstance(b, BadItem)] == [3]
 
 
 def test_read_jsonl_confines_media_to_the_file_folder(tmp_path):

@@ -20,8 +20,8 @@ Choices:
   distribution goes to ``meta["distribution"]``, valence and arousal to ``meta``.
 - Splits: Emotion6 has no official split. ``train`` and ``test`` are a fixed 2:1 split by a
   hash of the image filename (the paper samples 1.3k train and 0.6k test), the same on every
-  machine; ``all`` is every image. A malformed line is reported in every split, since its split
-  cannot be trusted.
+  machine; ``all`` is every image. A malformed line, or one whose file name leads out of the
+  dataset folder, is reported in every split, since its split cannot be trusted.
 - Every image gives one item per task, ``emo-c`` and ``emo-o``; id ``<keyword>-<n>``.
 """
 
@@ -83,12 +83,12 @@ def convert(root: Path, split: str) -> Iterator[SourceItem | BadItem]:
             yield BadItem(str(path), lineno, str(e))
             continue
         filename = fields[0]
+        if (unsafe := unsafe_media_path(filename)) is not None:  # in every split too: never a usable line
+            yield BadItem(str(path), lineno, unsafe)
+            continue
         if split != "all" and split_of(filename) != split:
             continue
         image = f"{IMAGE_DIR}/{filename}"
-        if (unsafe := unsafe_media_path(filename)) is not None:
-            yield BadItem(str(path), lineno, unsafe)
-            continue
         if not (root / image).is_file():
             yield BadItem(str(path), lineno, f"missing image {image}")
             continue
