@@ -26,6 +26,7 @@ import torch
 
 import emollm
 from emollm import _extension, ops
+from emollm._io import OutputPathError, check_output_dir, write_text_atomic
 from emollm._system import cpu_name
 from emollm.ops import _backend
 
@@ -151,7 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     specs = [s.strip() for s in args.images.split(",") if s.strip()] if args.images else list(demo.SAMPLES)
     if args.small:
         specs = specs[:1]
-    out = Path(args.out)
+    out = check_output_dir(args.out)
     try:
         x = demo.pictures(specs, out, tau=args.tau, device=device, vision=args.vision)
     except ValueError as e:  # an unknown image or a --vision folder that is not a checkpoint
@@ -161,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.vision is None and x.shape[-1] < CLIP_WIDTH:
         x, what = lift(x, CLIP_WIDTH), f"tokens of the images above, lifted to CLIP's width {CLIP_WIDTH} by an isometry"
     table, all_agree = timing_table(x, args.repeat, args.tau, what)
-    (out / "timings.txt").write_text(table + "\n")
+    write_text_atomic(out / "timings.txt", table + "\n")
     print(f"wrote {out / 'timings.txt'}")
     return 0 if all_agree else 1
 
@@ -247,16 +248,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """``args.func(args)``; a missing optional package ends in one line naming the extra that
-    brings it (exit code 2), since each command imports its dependencies only when it runs."""
+    brings it (exit code 2), since each command imports its dependencies only when it runs, and so
+    does an output path that cannot be written (every command checks its outputs before working)."""
+    command = " ".join(filter(None, (args.command, getattr(args, f"{args.command}_command", None))))
     try:
         return args.func(args)
+    except OutputPathError as e:
+        print(f"emollm {command}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the system refuses (too long, a loop of links), a full disk: it says which
+        print(f"emollm {command}: {e}", file=sys.stderr)
+        return 2
     except ImportError as e:
         missing = next((err.name for err in (e, e.__cause__) if isinstance(err, ModuleNotFoundError) and err.name),
                        None)
         extra = getattr(args, "extra", None)
         if missing is None or missing.split(".")[0] == "emollm" or extra is None:
             raise
-        command = " ".join(filter(None, (args.command, getattr(args, f"{args.command}_command", None))))
         print(f"emollm {command}: needs {missing.split('.')[0]}, which is not installed: "
               f"pip install 'emollm[{extra}]'", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from emollm import ops
+from emollm._io import atomic_write
 from emollm.ops.reference import unpack_bits
 
 __all__ = ["Stage", "palette", "plot_stages", "render_stages", "stage_views"]
@@ -124,4 +125,6 @@ def plot_stages(image: np.ndarray, stages: list[Stage], title: str, path: Path, 
     """:func:`render_stages` saved as a PNG. An adaptive 256-colour palette: 35-70 KB per sample
     instead of 145-255 KB as RGB, and at 3×224 px no visible banding."""
     rgb = render_stages(image, stages, title, alpha, dpi)
-    rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+    image = rgb.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    with atomic_write(path, "wb") as f:  # whole or not at all
+        image.save(f, format="PNG", optimize=True)

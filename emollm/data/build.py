@@ -24,7 +24,6 @@ file and line; with ``skip_bad`` they are left out and counted in the :class:`Bu
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -33,7 +32,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
-from emollm.data.records import PLACEHOLDERS, EmoRecord, RecordError
+from emollm._io import NewFolders, atomic_write, check_output_file
+from emollm.data.records import PLACEHOLDERS, EmoRecord, RecordError, outside_root
 from emollm.data.sources import get_source
 from emollm.data.sources.base import BadItem, SourceItem
 from emollm.data.templates import render_question
@@ -67,6 +67,7 @@ class BuildSummary:
     records: int = 0
     by_task: Counter = dataclasses.field(default_factory=Counter)
     skipped: list[BadItem] = dataclasses.field(default_factory=list)  # bad items left out (skip_bad)
+    media_outside: bool = False  # some media path leads out of the output file's folder
 
     def describe(self) -> str:
         tasks = ", ".join(f"{task} {n}" for task, n in sorted(self.by_task.items())) or "none"
@@ -74,6 +75,9 @@ class BuildSummary:
         if self.skipped:
             text += f"; skipped {len(self.skipped)} bad item(s), the first:\n" + "\n".join(
                 f"  {format_bad(b)}" for b in self.skipped[:MAX_LISTED])
+        if self.media_outside:
+            text += (f"\nnote: the media lie outside {self.out.parent}/; train, eval and prompts read them only with "
+                     f"--allow-outside-media (or write --out inside the dataset folder)")
         return text
 
 
@@ -96,7 +100,12 @@ def _bbox_line(item: SourceItem, kinds: list[str]) -> str | None:
 
 
 def _media_path(path: str, root: Path, out_dir: Path, absolute: bool) -> tuple[Path, str]:
-    """(the file on disk, the path written in the record)."""
+    """(the file on disk, the path written in the record). A path that leads out of the dataset's
+    folder is refused: the converters check the paths they read, and this holds for any converter."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise RecordError(f"bad media path {path!r}")
+    if outside_root(path, root):
+        raise RecordError(f"media path {path!r} leads out of the dataset folder {root}")
     file = Path(path) if os.path.isabs(path) else root / path
     written = file if absolute else Path(os.path.relpath(file, out_dir))
     return file, written.as_posix()
@@ -109,7 +118,7 @@ def make_record(item: SourceItem, *, source: str, split: str, label_set: list[st
     media = []
     for m in item.media:
         file, written = _media_path(m.get("path", ""), root, out_dir, absolute)
-        if not m.get("path") or not file.is_file():
+        if not file.is_file():
             raise RecordError(f"missing {m.get('type', 'media')} file {file} (item {item.id})")
         media.append({"type": m.get("type", ""), "path": written})
     kinds = [m["type"] for m in media]
@@ -167,8 +176,9 @@ def build(source: str, root: str | os.PathLike, split: str, out: str | os.PathLi
 
     ``limit``: stop after that many records. ``tasks``: only these of the source's tasks.
     The file is written to a temporary name and renamed at the end, so a failed build leaves no
-    partial file. Raises :class:`BuildError` on bad items unless ``skip_bad``; ``ValueError`` on
-    bad arguments; ``FileNotFoundError`` when the source's annotation files are not under ``root``.
+    partial file (nor a folder made for it). Raises :class:`BuildError` on bad items unless
+    ``skip_bad``; ``ValueError`` on bad arguments or an output path that cannot be written;
+    ``FileNotFoundError`` when the source's annotation files are not under ``root``.
     """
     module = get_source(source)
     root, out = Path(root), Path(out)
@@ -182,28 +192,26 @@ def build(source: str, root: str | os.PathLike, split: str, out: str | os.PathLi
         raise ValueError(f"tasks {unknown} are not produced by {source}; it produces {module.TASKS}")
     if out.suffix != ".jsonl":
         raise ValueError(f"out must be a .jsonl file, got {str(out)!r}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out_dir = out.parent.resolve()
+    check_output_file(out)
 
     summary, bad = BuildSummary(source, split, out), []
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            stream = records_of(module, root.resolve(), split, out_dir, seed=seed, tasks=tasks, absolute=absolute)
-            for entry in _progress(stream, f"{source}/{split}", progress):
-                if isinstance(entry, BadItem):
-                    bad.append(entry)
-                    continue
-                f.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
-                summary.records += 1
-                summary.by_task[entry.task] += 1
-                if limit is not None and summary.records >= limit:
-                    break
+    # Written to a temporary file renamed at the end: a failed or killed build leaves no partial
+    # file, and the folders it made for the output are removed again.
+    with NewFolders(out.parent), atomic_write(out) as f:
+        out_dir = out.parent.resolve()
+        stream = records_of(module, root.resolve(), split, out_dir, seed=seed, tasks=tasks, absolute=absolute)
+        for entry in _progress(stream, f"{source}/{split}", progress):
+            if isinstance(entry, BadItem):
+                bad.append(entry)
+                continue
+            f.write(json.dumps(entry.to_dict(), ensure_ascii=False) + "\n")
+            summary.records += 1
+            summary.by_task[entry.task] += 1
+            summary.media_outside = summary.media_outside or any(
+                outside_root(m["path"], out_dir) for m in entry.media)
+            if limit is not None and summary.records >= limit:
+                break
         if bad and not skip_bad:
             raise BuildError(source, split, bad)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
     summary.skipped = bad
     return summary

@@ -16,12 +16,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from emollm.data.records import TASKS, RecordError, read_jsonl
+from emollm.data.records import TASKS, RecordError, numbered_records
 from emollm.data.sources import SOURCES
 
 
-def _error(message: str, code: int) -> int:
-    print(f"emollm data: {message}", file=sys.stderr)
+def _error(command: str, message: str, code: int) -> int:
+    print(f"emollm data {command}: {message}", file=sys.stderr)
     return code
 
 
@@ -33,9 +33,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                         limit=args.limit, tasks=args.task, absolute=args.absolute_paths,
                         progress=False if args.no_progress else None)
     except BuildError as e:
-        return _error(str(e), 1)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        return _error(str(e), 2)
+        return _error("build", str(e), 1)
+    except (ValueError, OSError, ImportError) as e:  # bad arguments, a layout that is not the source's, a full disk
+        return _error("build", str(e), 2)
     print(summary.describe())
     return 0
 
@@ -55,16 +55,22 @@ def table(headers: tuple[str, ...], counts: Counter, total: int) -> str:
 
 def cmd_stats(args: argparse.Namespace) -> int:
     by_task, by_source, by_label = Counter(), Counter(), Counter()
+    seen: dict[str, str] = {}  # record id -> where it was first read, across all the files
     for file in args.files:
         if not Path(file).is_file():
-            return _error(f"{file}: no such file", 2)
+            what = "no such file" if not Path(file).exists() else "a folder" if Path(file).is_dir() else \
+                "not a regular file"
+            return _error("stats", f"{file}: {what}", 2)
         try:
-            for r in read_jsonl(file):
+            for lineno, r in numbered_records(file):
+                if r.id in seen:  # counted once: the files overlap, and the counts would not be records
+                    raise RecordError(f"id {r.id!r} was already read at {seen[r.id]}", file, lineno)
+                seen[r.id] = f"{file}:{lineno}"
                 by_task[(r.task,)] += 1
                 by_source[(r.source,)] += 1
                 by_label[(r.task, r.source, r.answer)] += 1
         except RecordError as e:
-            return _error(str(e), 1)
+            return _error("stats", str(e), 1)
     total = sum(by_task.values())
     print(f"{total} record(s) in {len(args.files)} file(s)")
     if total:
@@ -80,7 +86,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     # Only the sizes given on the command line are passed, so write_synthetic's defaults apply.
     sizes = {k: v for k, v in (("n_train", args.train), ("n_test", args.test), ("seed", args.seed)) if v is not None}
-    written = write_synthetic(args.out, **sizes)
+    try:
+        written = write_synthetic(args.out, **sizes)
+    except (ValueError, OSError) as e:  # an --out that cannot be written, a full disk
+        return _error("synth", str(e), 2)
     print("wrote " + " and ".join(str(path) for path in written.values()))
     return 0
 
@@ -89,6 +98,16 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+MAX_SYNTH = 100_000  # records per split: far more than a smoke test needs, still minutes and < 1 GB
+
+
+def _synth_size(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_SYNTH:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SYNTH}, got {value}")
     return value
 
 
@@ -117,7 +136,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     synth = commands.add_parser("synth", help="write a small synthetic EmoBench (train.jsonl, test.jsonl)")
     synth.add_argument("--out", required=True, help="output folder")
-    synth.add_argument("--train", type=_positive, help="training records (default: write_synthetic's)")
-    synth.add_argument("--test", type=_positive, help="test records (default: write_synthetic's)")
+    synth.add_argument("--train", type=_synth_size, help=f"training records, up to {MAX_SYNTH} (default: 600)")
+    synth.add_argument("--test", type=_synth_size, help=f"test records, up to {MAX_SYNTH} (default: 120)")
     synth.add_argument("--seed", type=int, help="random seed (default: write_synthetic's)")
     synth.set_defaults(func=cmd_synth, extra="data")

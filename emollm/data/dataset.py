@@ -21,8 +21,17 @@ from typing import Any, Protocol
 
 from torch.utils.data import Dataset
 
+from emollm.data.jsonl import JsonLines
 from emollm.data.media import MAX_FRAMES, SAMPLING_RATE, load_audio, load_image, load_video
-from emollm.data.records import MEDIA_TYPES, PLACEHOLDERS, EmoRecord, RecordError, read_jsonl, resolve_media
+from emollm.data.records import (
+    MEDIA_TYPES,
+    PLACEHOLDERS,
+    EmoRecord,
+    RecordError,
+    check_media_root,
+    read_jsonl,
+    resolve_media,
+)
 
 __all__ = ["EOS", "SYSTEM", "EmoBenchDataset", "InstructionDataset", "InstructionRecord", "check_media_files",
            "conversation_text", "load_media", "prompt_text", "read_instructions"]
@@ -98,8 +107,10 @@ class InstructionRecord:
     def from_dict(cls, d: Any) -> InstructionRecord:
         if not isinstance(d, dict) or "conversations" not in d:
             raise RecordError("an instruction record must be a JSON object with 'conversations'")
-        media = list(d.get("media", []))
-        media += [{"type": kind, "path": d[kind]} for kind in ("image", "video") if kind in d]
+        media = d.get("media", [])
+        if not isinstance(media, list) or not all(isinstance(m, dict) for m in media):
+            raise RecordError(f"'media' must be a list of objects, got {type(media).__name__}")
+        media = media + [{"type": kind, "path": d[kind]} for kind in ("image", "video") if kind in d]
         record = cls(str(d.get("id", "")), d["conversations"], media)
         turns = record.conversations
         if not isinstance(turns, list) or not turns or len(turns) % 2 or any(
@@ -107,7 +118,8 @@ class InstructionRecord:
             or not isinstance(t.get("value"), str) for i, t in enumerate(turns)
         ):
             raise RecordError("'conversations' must alternate human/gpt turns with string values, ending with gpt")
-        if any(m.get("type") not in MEDIA_TYPES or not m.get("path") for m in media):
+        if any(m.get("type") not in MEDIA_TYPES or not isinstance(m.get("path"), str) or not m["path"]
+               or "\0" in m["path"] for m in media):
             raise RecordError(f"media items need a 'type' in {MEDIA_TYPES} and a 'path', got {media}")
         human = "".join(t["value"] for t in turns[::2])
         for kind, tag in PLACEHOLDERS.items():
@@ -117,25 +129,28 @@ class InstructionRecord:
         return record
 
 
-def read_instructions(path: str | os.PathLike) -> list[InstructionRecord]:
+def read_instructions(path: str | os.PathLike, *, confine_media: bool = False) -> list[InstructionRecord]:
     """The :class:`InstructionRecord` s of a JSONL file (one per line) or of a JSON array of them, as
     LLaVA publishes its instruction data (e.g. ``llava_v1_5_mix665k.json``); a bad record raises
-    :class:`RecordError` with file and line (JSONL) or record index (array)."""
+    :class:`RecordError` with file and line (JSONL, see :class:`~emollm.data.jsonl.JsonLines`) or
+    record index (array). ``confine_media``: a media path leading out of the file's folder is a bad
+    record too."""
+    if not Path(path).is_file():
+        raise RecordError("not a regular file (or no such file)", path)
     if _starts_with_bracket(path):
-        return _read_instruction_array(path)
+        return _read_instruction_array(path, confine_media=confine_media)
     records = []
-    with Path(path).open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(InstructionRecord.from_dict(json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise RecordError(f"not valid JSON ({e.msg} at column {e.colno})", path, lineno) from None
-            except RecordError as e:
-                raise RecordError(e.message, path, lineno) from None
-            if not records[-1].id:
-                records[-1].id = f"{Path(path).stem}/{lineno}"
+    root = Path(path).absolute().parent
+    for lineno, value in JsonLines(path, error=RecordError):
+        try:
+            record = InstructionRecord.from_dict(value)
+            if confine_media:
+                check_media_root(record, root)
+        except RecordError as e:
+            raise type(e)(e.message, path, lineno) from None
+        if not record.id:
+            record.id = f"{Path(path).stem}/{lineno}"
+        records.append(record)
     return records
 
 
@@ -145,15 +160,22 @@ def _starts_with_bracket(path: str | os.PathLike) -> bool:
     return head.startswith("[")
 
 
-def _read_instruction_array(path: str | os.PathLike) -> list[InstructionRecord]:
+def _read_instruction_array(path: str | os.PathLike, *, confine_media: bool = False) -> list[InstructionRecord]:
     try:
-        items = json.loads(Path(path).read_text(encoding="utf-8"))
+        items = json.loads(Path(path).read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as e:
         raise RecordError(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno})", path) from None
+    except (UnicodeDecodeError, RecursionError) as e:
+        raise RecordError(f"not readable as UTF-8 JSON ({type(e).__name__})", path) from None
+    if not isinstance(items, list):
+        raise RecordError(f"a JSON array of conversations expected, got {type(items).__name__}", path)
     records = []
+    root = Path(path).absolute().parent
     for index, item in enumerate(items):
         try:
             records.append(InstructionRecord.from_dict(item))
+            if confine_media:
+                check_media_root(records[-1], root)
         except RecordError as e:
             name = f" (id {item.get('id')!r})" if isinstance(item, dict) and "id" in item else ""
             raise RecordError(f"record {index}{name}: {e.message}", path) from None

@@ -32,6 +32,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from emollm._io import atomic_write
+from emollm.data.jsonl import JsonLines
+
 TASKS = ("emo-c", "emo-o", "intent", "humor", "hate", "sarcasm")
 MEDIA_TYPES = ("image", "video", "audio")
 PLACEHOLDERS = {"image": "<image>", "video": "<video>", "audio": "<audio>"}
@@ -45,6 +48,10 @@ class RecordError(ValueError):
         self.message, self.path, self.line = message, None if path is None else str(path), line
         where = "" if path is None else f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
+
+
+class MediaOutsideError(RecordError):
+    """A media path that leads out of the data folder (see :func:`check_media_root`)."""
 
 
 @dataclasses.dataclass
@@ -62,27 +69,38 @@ class EmoRecord:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> EmoRecord:
-        """Raises :class:`RecordError` (no file/line) when the record breaks the schema."""
-        if not self.id or not isinstance(self.id, str):
-            raise RecordError("'id' must be a non-empty string")
-        if self.task not in TASKS:
-            raise RecordError(f"unknown task {self.task!r}; expected one of {TASKS}")
+        """Raises :class:`RecordError` (no file/line) when the record breaks the schema: a field of
+        the wrong JSON type is named, never passed on to fail later."""
+        for name in ("id", "source"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise RecordError(f"{name!r} must be a non-empty string, got {_short(getattr(self, name))}")
+        for name in ("text", "split"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise RecordError(f"{name!r} must be a string or absent, got {_short(getattr(self, name))}")
+        if not isinstance(self.meta, dict):
+            raise RecordError(f"'meta' must be an object, got {_short(self.meta)}")
+        if not isinstance(self.answer, str):
+            raise RecordError(f"'answer' must be a string, got {_short(self.answer)}")
+        if not isinstance(self.task, str) or self.task not in TASKS:
+            raise RecordError(f"unknown task {_short(self.task)}; expected one of {TASKS}")
         if (not isinstance(self.label_set, list) or not self.label_set
                 or not all(isinstance(label, str) and label for label in self.label_set)
                 or len(set(self.label_set)) != len(self.label_set)):
-            raise RecordError(f"'label_set' must be a non-empty list of distinct labels, got {self.label_set!r}")
+            raise RecordError(f"'label_set' must be a non-empty list of distinct labels, got {_short(self.label_set)}")
         if self.answer not in self.label_set:
-            raise RecordError(f"answer {self.answer!r} is not in the label set {self.label_set}")
-        if not isinstance(self.accept, list):
-            raise RecordError(f"'accept' must be a list of labels, got {self.accept!r}")
+            raise RecordError(f"answer {_short(self.answer)} is not in the label set {_short(self.label_set)}")
+        if not isinstance(self.accept, list) or not all(isinstance(a, str) for a in self.accept):
+            raise RecordError(f"'accept' must be a list of labels, got {_short(self.accept)}")
         bad = [a for a in self.accept if a not in self.label_set]
         if bad:
             raise RecordError(f"accepted labels {bad} are not in the label set")
         if not isinstance(self.media, list) or not all(isinstance(m, dict) for m in self.media):
-            raise RecordError(f"'media' must be a list of objects, got {self.media!r}")
+            raise RecordError(f"'media' must be a list of objects, got {_short(self.media)}")
         for item in self.media:
-            if item.get("type") not in MEDIA_TYPES or not item.get("path"):
-                raise RecordError(f"media item {item!r} needs a 'type' in {MEDIA_TYPES} and a 'path'")
+            path = item.get("path")
+            if item.get("type") not in MEDIA_TYPES or not isinstance(path, str) or not path or "\0" in path:
+                raise RecordError(f"media item {_short(item)} needs a 'type' in {MEDIA_TYPES} and a 'path' "
+                                  f"(a non-empty string)")
         turns = self.conversations
         if not isinstance(turns, list) or not turns or len(turns) % 2 or any(
             not isinstance(t, dict) or t.get("from") != ("human" if i % 2 == 0 else "gpt")
@@ -124,56 +142,90 @@ class EmoRecord:
         return [m["path"] for m in self.media if m["type"] == kind]
 
 
+def _short(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a huge field must not flood an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def resolve_media(record: EmoRecord, base: str | os.PathLike) -> list[dict[str, str]]:
     """The record's media with relative paths made absolute against ``base`` (the JSONL's folder)."""
     base = Path(base)
     return [{**m, "path": str(m["path"] if os.path.isabs(m["path"]) else base / m["path"])} for m in record.media]
 
 
-def read_jsonl(path: str | os.PathLike, *, check_media: bool = False) -> Iterator[EmoRecord]:
-    """Yields the records of ``path``; a malformed line raises :class:`RecordError` with file and line.
+def outside_root(path: str, root: str | os.PathLike) -> bool:
+    """Whether the media ``path`` (relative to ``root``, or absolute) leads out of ``root``.
 
-    ``check_media``: also raise when a media file does not exist.
+    The test is on the path's text (``..`` and absolute paths), not on where symlinks lead: it
+    stops a records file from pointing at files elsewhere, while a data folder that is itself a
+    link, or holds links the user made, keeps working (an absolute path may name the folder by
+    either its linked or its real path).
     """
+    def inside(folder: str) -> bool:
+        target = os.path.normpath(os.path.join(folder, path))
+        return os.path.commonpath([folder, target]) == folder
+
+    return not any(inside(folder) for folder in {os.path.normpath(os.path.abspath(root)), os.path.realpath(root)})
+
+
+def check_media_root(record: Any, root: str | os.PathLike) -> None:
+    """Raises :class:`RecordError` (no file/line) when a media path of ``record`` (anything with
+    EmoBench ``media``) leads out of ``root`` (the folder of its records file)."""
+    for m in record.media:
+        if outside_root(m["path"], root):
+            raise MediaOutsideError(f"{m['type']} path {m['path']!r} lies outside the data folder {root}; "
+                                    f"pass --allow-outside-media if the records file is trusted")
+
+
+def read_jsonl(path: str | os.PathLike, *, check_media: bool = False,
+               confine_media: bool = False) -> Iterator[EmoRecord]:
+    """Yields the records of ``path``; a bad line raises :class:`RecordError` with file and line.
+
+    Bad lines are the reader's (:class:`~emollm.data.jsonl.JsonLines`: not UTF-8, not JSON, too
+    long or deep, a cut-off last line), a record that breaks the schema, and an id seen on an
+    earlier line. ``check_media``: also raise when a media file is not an existing regular file.
+    ``confine_media``: also raise when a media path leads out of the file's folder (a records file
+    from elsewhere must not make emollm read, or upload, arbitrary files).
+    """
+    for _, record in numbered_records(path, check_media=check_media, confine_media=confine_media):
+        yield record
+
+
+def numbered_records(path: str | os.PathLike, *, check_media: bool = False,
+                     confine_media: bool = False) -> Iterator[tuple[int, EmoRecord]]:
+    """:func:`read_jsonl` with each record's line number."""
     path = Path(path)
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(_text_lines(f, path), 1):
-            if not line.strip():
-                continue
-            try:
-                record = EmoRecord.from_dict(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise RecordError(f"not valid JSON ({e.msg} at column {e.colno})", path, lineno) from None
-            except RecordError as e:
-                raise RecordError(e.message, path, lineno) from None
-            except TypeError as e:  # wrong value types reaching the dataclass
-                raise RecordError(str(e), path, lineno) from None
-            if check_media:
-                for m in resolve_media(record, path.parent):
-                    if not os.path.exists(m["path"]):
-                        raise RecordError(f"missing {m['type']} file {m['path']}", path, lineno)
-            yield record
-
-
-def _text_lines(f: Iterable[str], path: Path) -> Iterator[str]:
-    """The lines of the text file ``f``; bytes that are not UTF-8 (a binary file passed by mistake)
-    raise :class:`RecordError` naming the file and line instead of a ``UnicodeDecodeError``."""
-    done = 0
-    try:
-        for line in f:
-            yield line
-            done += 1
-    except UnicodeDecodeError as e:  # decoding goes by blocks: the bad byte is at or after this line
-        raise RecordError(f"not UTF-8 text ({e.reason}) at or after line {done + 1}; is it a JSONL file?",
-                          path) from None
+    root = path.absolute().parent
+    seen: dict[str, int] = {}
+    for lineno, value in JsonLines(path, error=RecordError):
+        try:
+            record = EmoRecord.from_dict(value)
+            if confine_media:
+                check_media_root(record, root)
+        except RecordError as e:
+            raise type(e)(e.message, path, lineno) from None
+        except TypeError as e:  # wrong value types reaching the dataclass
+            raise RecordError(str(e), path, lineno) from None
+        if record.id in seen:
+            raise RecordError(f"id {_short(record.id)} repeats line {seen[record.id]}", path, lineno)
+        seen[record.id] = lineno
+        if check_media:
+            for m in resolve_media(record, path.parent):
+                if not os.path.lexists(m["path"]):
+                    raise RecordError(f"missing {m['type']} file {m['path']}", path, lineno)
+                if not os.path.isfile(m["path"]):  # a folder, or a device such as /dev/zero: never ends
+                    raise RecordError(f"{m['type']} path {m['path']} is not a regular file", path, lineno)
+        yield lineno, record
 
 
 def write_jsonl(records: Iterable[EmoRecord | dict], path: str | os.PathLike) -> int:
-    """Writes records (validated) one per line; returns how many."""
+    """Writes records (validated) one per line, atomically (the file appears whole or not at all);
+    returns how many."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    with path.open("w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         for r in records:
             r = r if isinstance(r, EmoRecord) else EmoRecord.from_dict(r)
             f.write(json.dumps(r.validate().to_dict(), ensure_ascii=False) + "\n")

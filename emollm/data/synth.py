@@ -17,10 +17,12 @@ import math
 import os
 import wave
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from emollm._io import NewFolders, OutputPathError, atomic_write, check_output_dir
 from emollm.data.records import TASKS, YES_NO, EmoRecord, write_jsonl
 
 __all__ = ["CHANCE", "COLOURS", "IMAGE_SIZE", "LABELS", "TONE_HZ", "write_synthetic"]
@@ -71,7 +73,7 @@ def _image(colour: tuple[int, int, int], rng: np.random.Generator) -> Image.Imag
     return image
 
 
-def _write_sound(path: Path, noise: bool, rng: np.random.Generator) -> None:
+def _write_sound(file: BinaryIO, noise: bool, rng: np.random.Generator) -> None:
     """0.8 s, 16-bit PCM at 16 kHz, random level: white noise, or a sine at ``TONE_HZ`` ±5% (random
     phase, a little noise)."""
     t = np.arange(int(0.8 * SAMPLING_RATE)) / SAMPLING_RATE
@@ -82,11 +84,18 @@ def _write_sound(path: Path, noise: bool, rng: np.random.Generator) -> None:
         freq = TONE_HZ * rng.uniform(0.95, 1.05)
         signal = level * np.sin(2 * math.pi * freq * t + rng.uniform(0, 2 * math.pi))
         signal += 0.01 * rng.standard_normal(t.size)
-    with wave.open(str(path), "wb") as f:
+    with wave.open(file, "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
         f.setframerate(SAMPLING_RATE)
         f.writeframes((np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def _save_image(image: Image.Image, path: Path) -> None:
+    # No fsync per picture: renaming is what makes a kill safe, and hundreds of fsyncs would
+    # dominate the run; the record files, written last, are fsynced.
+    with atomic_write(path, "wb", durable=False) as f:
+        image.save(f, format="PNG")
 
 
 def _record(index: int, split: str, out_dir: Path, rng: np.random.Generator) -> EmoRecord:
@@ -96,10 +105,11 @@ def _record(index: int, split: str, out_dir: Path, rng: np.random.Generator) -> 
     name = f"{split}_{index:05d}"
     if task == "sarcasm":
         path, kind = f"media/{name}.wav", "audio"
-        _write_sound(out_dir / path, answer == "yes", rng)
+        with atomic_write(out_dir / path, "wb", durable=False) as f:
+            _write_sound(f, answer == "yes", rng)
     else:
         path, kind = f"media/{name}.png", "image"
-        _image(COLOURS[task, answer], rng).save(out_dir / path)
+        _save_image(_image(COLOURS[task, answer], rng), out_dir / path)
     templates = _QUESTIONS[task]
     question = templates[int(rng.integers(len(templates)))].format(labels=", ".join(labels))
     return EmoRecord(
@@ -113,15 +123,25 @@ def write_synthetic(out_dir: str | os.PathLike, n_train: int = 600, n_test: int 
                     seed: int = 0) -> dict[str, Path]:
     """Writes ``out_dir/train.jsonl`` and ``out_dir/test.jsonl`` (``n_train`` / ``n_test`` records,
     tasks in turn so each split holds every task once ``n >= 6``) and their media under
-    ``out_dir/media``. Same ``seed``, same files. Returns ``{"train": path, "test": path}``."""
+    ``out_dir/media``. Same ``seed``, same files. Returns ``{"train": path, "test": path}``.
+
+    Each file appears whole or not at all: the old record files are removed first, every file is
+    written to a temporary name and renamed, and a record file only after all of its media. A run
+    killed midway leaves no half-written record file, and never an old ``test.jsonl`` beside a new
+    ``train.jsonl``; a run that fails removes the folders it made.
+    """
     for name, n in (("n_train", n_train), ("n_test", n_test)):
-        if not isinstance(n, int) or n < 0:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {n!r}")
-    out_dir = Path(out_dir)
-    (out_dir / "media").mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_dir(out_dir)
     rng = np.random.default_rng(seed)
-    paths = {}
-    for split, n in (("train", n_train), ("test", n_test)):
-        paths[split] = out_dir / f"{split}.jsonl"
-        write_jsonl((_record(i, split, out_dir, rng) for i in range(n)), paths[split])
+    paths = {split: out_dir / f"{split}.jsonl" for split in ("train", "test")}
+    with NewFolders(out_dir / "media", with_contents=True):
+        for path in paths.values():
+            if path.is_dir():
+                raise OutputPathError(f"{path} is a folder; synth writes its records there")
+            path.unlink(missing_ok=True)
+        for split, n in (("train", n_train), ("test", n_test)):
+            # Each record file is renamed into place after the last of its media is written.
+            write_jsonl((_record(i, split, out_dir, rng) for i in range(n)), paths[split])
     return paths

@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from emollm._atomic import write_text
+from emollm._io import NewFolders, check_output_dir, write_jsonl_atomic
 
 __all__ = ["add_commands", "cmd_eval", "load_model"]
 
@@ -54,6 +55,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-seed", type=int, help="seed of the exemplar choice (default: 0)")
     p.add_argument("--base-model", metavar="DIR_OR_NAME", help="base model of a peft adapter --model")
     p.add_argument("--resume", action="store_true", help="keep the answers already in OUT/predictions.jsonl")
+    p.add_argument("--overwrite", action="store_true", help="replace an OUT/predictions.jsonl that is already there "
+                   "(without --resume or --overwrite, eval refuses to touch it)")
+    p.add_argument("--allow-outside-media", action="store_true",
+                   help="read media whose paths lead out of the --data file's folder")
     p.add_argument("--max-unparseable", type=int, help="unparseable answers listed in report.md (default: 50)")
     p.add_argument("--feature-cache", metavar="DIR", help="keep the frozen CLIP/Whisper outputs in DIR (computed "
                    "once, keyed by media file and tower) and answer from them instead of the media")
@@ -120,8 +125,7 @@ def _exemplars(store: str, seed: int):
     return ExemplarSelector(load_store(store), "random", seed=seed).exemplar_text
 
 
-def _write_predictions(predictions: list[dict[str, Any]], path: Path) -> None:
-    write_text(path, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+MAX_NEW_TOKENS = 8192  # a limit beyond any answer; a model that never stops would otherwise run for hours
 
 
 def _settle(args: argparse.Namespace) -> None:
@@ -151,18 +155,64 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--model needs --data FILE.jsonl (the records to answer)"
     if args.predictions is not None and args.data is not None:
         return "--data goes with --model; --predictions re-scores the records stored in the file"
+    if args.resume and args.overwrite:
+        return "--resume keeps OUT/predictions.jsonl and --overwrite replaces it: give one of them"
+    if args.resume and args.predictions is not None:
+        return "--resume goes with --model; --predictions re-scores a whole file"
     for name in ("batch_size", "max_new_tokens", "limit"):
         value = getattr(args, name)
         if value is not None and value < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {value}"
+    if args.max_new_tokens > MAX_NEW_TOKENS:
+        return f"--max-new-tokens must be at most {MAX_NEW_TOKENS}, got {args.max_new_tokens}"
     for name in ("max_unparseable", "bootstrap"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be at least 0, got {getattr(args, name)}"
     for name in ("data", "predictions", "prompts"):
         value = getattr(args, name)
         if value is not None and not Path(value).is_file():
-            return f"--{name} {value}: no such file"
+            return f"--{name} {value}: " + ("a folder, not a file" if Path(value).is_dir() else "no such file")
+    if args.model is not None and args.device is not None:
+        import torch
+
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            return f"--device {args.device!r} is not a device name (cpu, cuda, cuda:1, ...)"
+        if device.type == "cuda" and not torch.cuda.is_available():
+            return f"--device {args.device}: no CUDA device here (see `emollm env`)"
     return None
+
+
+def _kept_predictions(args: argparse.Namespace, target: Path) -> str | None:
+    """Why ``target`` (OUT/predictions.jsonl) must not be written by this run, or None: answers
+    already there are never replaced without ``--overwrite``, and ``--resume`` keeps only answers to
+    the records being run (others would be dropped from the file)."""
+    if not target.is_file() or target.stat().st_size == 0 or args.overwrite:
+        return None
+    if args.predictions is not None:
+        if target.resolve() == Path(args.predictions).resolve():
+            return None  # re-scoring a file in place: its outputs are kept, only the scores change
+        return f"{target} already holds predictions; pass --overwrite to replace them with the re-scored ones"
+    if not args.resume:
+        return (f"{target} already holds predictions; pass --resume to answer only the records it lacks, "
+                f"or --overwrite to start again")
+    return None
+
+
+def _foreign_answers(args: argparse.Namespace, target: Path, records: list) -> str | None:
+    """With ``--resume``: why the kept file does not belong to this run, or None."""
+    from emollm.evaluation.predict import read_predictions
+
+    if not args.resume or not target.is_file():
+        return None
+    wanted = {r.id for r in records}
+    foreign = [p["id"] for p in read_predictions(target, warn=lambda message: None) if p["id"] not in wanted]
+    if not foreign:
+        return None
+    return (f"{target} holds {len(foreign)} answer(s) to records that this run does not answer (e.g. "
+            f"{foreign[0]!r}); resuming would drop them. Run with the same --data and --limit, or pass "
+            f"--overwrite to start again")
 
 
 def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
@@ -172,13 +222,16 @@ def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] |
 
     from emollm.data.records import read_jsonl
     from emollm.evaluation import sharding
-    from emollm.evaluation.predict import predict
+    from emollm.evaluation.predict import CutOffLineWarning, predict
 
-    records = list(read_jsonl(args.data, check_media=True))  # a moved JSONL fails here, not mid-run
+    # A moved JSONL fails here, not mid-run; so does one whose media lead out of its folder.
+    records = list(read_jsonl(args.data, check_media=True, confine_media=not args.allow_outside_media))
     if args.limit is not None:
         records = records[: args.limit]
     if not records:
         raise ValueError(f"--data {args.data} holds no records")
+    if problem := _foreign_answers(args, out / "predictions.jsonl", records):
+        raise ValueError(problem)
     state = sharding.process_state(args.device)
     world, rank = state.num_processes, state.process_index
     if world > 1:
@@ -188,18 +241,20 @@ def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] |
     dtype = args.dtype if args.dtype != "auto" else "bfloat16" if torch.device(device).type == "cuda" else "float32"
     earlier = sharding.answered(out, records) if args.resume else {}
     state.wait_for_everyone()  # every process has read the old answers before any shard is rewritten
+    exemplars = _exemplars(args.prompts, args.prompt_seed) if args.prompts else None  # a bad store: before the model
     model, processor = load_model(args.model, device=device, dtype=dtype, base_model=args.base_model)
-    exemplars = _exemplars(args.prompts, args.prompt_seed) if args.prompts else None
     base_dir = Path(args.data).parent
     with state.split_between_processes(records) as share:
         features = _cached_features(args.feature_cache, model, processor, share, base_dir,
                                     progress=not args.no_progress and state.is_main_process) \
             if args.feature_cache else None
-        predict(model, processor, share, base_dir, batch_size=args.batch_size,
-                max_new_tokens=args.max_new_tokens, exemplars=exemplars, out=sharding.shard_path(out, rank),
-                answered=earlier, progress=not args.no_progress and state.is_main_process,
-                desc="emollm eval" + (f" (process 0 of {world}, {len(share)} records)" if world > 1 else ""),
-                features=features)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CutOffLineWarning)  # said once, in one line, by the resume check
+            predict(model, processor, share, base_dir, batch_size=args.batch_size,
+                    max_new_tokens=args.max_new_tokens, exemplars=exemplars, out=sharding.shard_path(out, rank),
+                    answered=earlier, progress=not args.no_progress and state.is_main_process,
+                    desc="emollm eval" + (f" (process 0 of {world}, {len(share)} records)" if world > 1 else ""),
+                    features=features)
     state.wait_for_everyone()
     predictions = sharding.merge_shards(out, records, world) if state.is_main_process else None
     meta = {"model": args.model, "data": args.data, "records": len(records), "device": device, "dtype": dtype,
@@ -214,9 +269,15 @@ def _rescore(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] 
 
     if not is_main_process():  # re-scoring needs no model: one process does it
         return None, {}
-    predictions = [rescore(p, i) for i, p in enumerate(read_predictions(args.predictions))]
-    _write_predictions(predictions, out / "predictions.jsonl")
+    predictions = [rescore(p, i) for i, p in enumerate(read_predictions(args.predictions, warn=_note))]
+    if not predictions:
+        raise ValueError(f"--predictions {args.predictions} holds no predictions")
+    write_jsonl_atomic(out / "predictions.jsonl", predictions)
     return predictions, {"predictions": args.predictions, "records": len(predictions)}
+
+
+def _note(message: str) -> None:
+    print(f"emollm eval: note: {message}", file=sys.stderr)
 
 
 def _refuse(problem: str) -> int:
@@ -250,18 +311,29 @@ def cmd_eval(args: argparse.Namespace) -> int:
     problem = _check(args)
     if problem:
         return _refuse(problem)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        predictions, meta = (_answer if args.model is not None else _rescore)(args, out)
-        if predictions is None:  # not process 0: its share is in its shard, merged by process 0
-            return 0
-        metrics = compute_metrics(predictions, resamples=args.bootstrap, seed=args.bootstrap_seed)
-    except (RecordError, ValueError) as e:  # bad input, said in one line; anything else keeps its traceback
-        return _refuse(str(e))
-    finally:
-        _end_process_group()
-    paths = write_report(metrics, out, meta=meta, max_unparseable=args.max_unparseable)
+    out = check_output_dir(args.out)
+    if problem := _kept_predictions(args, out / "predictions.jsonl"):
+        return _refuse(problem)
+    # The folders made for --out are removed again when the run fails before writing anything.
+    with NewFolders(out) as folders:
+        if args.resume and (out / "predictions.jsonl").is_file():
+            from emollm.evaluation.predict import read_predictions
+
+            try:
+                read_predictions(out / "predictions.jsonl", warn=_note)  # says now what --resume will drop
+            except RecordError as e:
+                return _refuse(str(e))
+        try:
+            predictions, meta = (_answer if args.model is not None else _rescore)(args, out)
+            if predictions is None:  # not process 0: its share is in its shard, merged by process 0
+                return 0
+            metrics = compute_metrics(predictions, resamples=args.bootstrap, seed=args.bootstrap_seed)
+        except (RecordError, ValueError, TypeError) as e:  # bad input, in one line; anything else keeps its traceback
+            folders.remove()
+            return _refuse(str(e))
+        finally:
+            _end_process_group()
+        paths = write_report(metrics, out, meta=meta, max_unparseable=args.max_unparseable)
     print(format_report(metrics, meta=meta, max_unparseable=0).split("## Per task", 1)[0].rstrip())
     print("wrote " + ", ".join(str(p) for p in [out / "predictions.jsonl", *paths.values()]))
     return 0

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from emollm._atomic import atomic_path
+from emollm._io import atomic_path
 from emollm.data.records import TASKS
 
 __all__ = ["TASK_NAMES", "plot_accuracy", "plot_confusion"]

@@ -13,43 +13,86 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from emollm._io import NewFolders, write_jsonl_atomic
 from emollm.data.dataset import load_media, prompt_text
-from emollm.data.records import EmoRecord
+from emollm.data.jsonl import JsonLines
+from emollm.data.records import TASKS, EmoRecord, RecordError
 from emollm.evaluation.metrics import make_prediction
 
-__all__ = ["ExemplarSource", "predict", "read_predictions"]
+__all__ = ["CutOffLineWarning", "ExemplarSource", "predict", "read_predictions"]
 
 # An EmoPrompt exemplar per record: a function of the record (e.g. ExemplarSelector.exemplar_text)
 # or a mapping from record id; None / a missing id means no exemplar.
 ExemplarSource = Callable[[EmoRecord], str | None] | Mapping[str, str]
 
 
-def read_predictions(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The predictions of a ``predictions.jsonl``; a malformed line raises ``ValueError`` with
-    file and line, except a cut-off last line (no newline: a run killed mid-write), which is left
-    out."""
+# The type of each field a prediction may have (``None``: the field may be null), checked when a
+# file is read so that a wrong type is reported at its line instead of failing inside the metrics.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "task": (str,), "source": (str,), "label_set": (list,), "answer": (str,),
+    "accept": (list, type(None)), "output": (str,), "parsed": (str, type(None)), "correct": (bool, type(None)),
+}
+
+
+def _check_prediction(pred: Any) -> None:
+    """Raises :class:`RecordError` (no file/line) for a prediction of the wrong shape or field types."""
+    if not isinstance(pred, dict):
+        raise RecordError(f"a prediction must be a JSON object, got {type(pred).__name__}")
+    if not isinstance(pred.get("id"), str) or not pred["id"]:
+        raise RecordError(f"a prediction needs an 'id' (a non-empty string), got {pred.get('id')!r:.80}")
+    for name, types in _FIELD_TYPES.items():
+        if name in pred and not isinstance(pred[name], types):
+            raise RecordError(f"field {name!r} must be {' or '.join(_TYPE_NAMES[t] for t in types)}, "
+                              f"got {type(pred[name]).__name__}")
+    if "task" in pred and pred["task"] not in TASKS:
+        raise RecordError(f"unknown task {pred['task']!r:.80}; expected one of {TASKS}")
+    for name in ("label_set", "accept"):
+        if isinstance(pred.get(name), list) and not all(isinstance(v, str) for v in pred[name]):
+            raise RecordError(f"field {name!r} must be a list of strings")
+    if pred.get("label_set") == []:
+        raise RecordError("field 'label_set' must not be empty")
+
+
+_TYPE_NAMES = {str: "a string", list: "a list", bool: "true or false", type(None): "null"}
+
+
+class CutOffLineWarning(UserWarning):
+    """A predictions file ended in a line cut off by a kill; it was left out."""
+
+
+def read_predictions(path: str | os.PathLike, *, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """The predictions of a ``predictions.jsonl``; a bad line raises :class:`RecordError` (a
+    ``ValueError``) with file and line: not JSON, not an object, a field of the wrong type, an id
+    seen before (it would be scored twice).
+
+    A last line without a newline is read like any other when it parses; when it does not, it is
+    the line a killed run was writing: it is left out and ``warn`` (default: ``warnings.warn``)
+    is told so.
+    """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    if not text.endswith("\n"):
-        lines = lines[:-1]  # the partial tail of an interrupted write
-    predictions = []
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    lines = JsonLines(path, error=RecordError, drop_torn_tail=True)
+    predictions: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for lineno, pred in lines:
         try:
-            pred = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(pred, dict):
-            raise ValueError(f"{path}:{lineno}: a prediction must be a JSON object, got {type(pred).__name__}")
+            _check_prediction(pred)
+        except RecordError as e:
+            raise RecordError(e.message, path, lineno) from None
+        if pred["id"] in seen:
+            raise RecordError(f"id {pred['id']!r:.80} repeats line {seen[pred['id']]}; each record is scored once",
+                              path, lineno)
+        seen[pred["id"]] = lineno
         predictions.append(pred)
+    if lines.torn_tail is not None:
+        message = f"{path}:{lines.torn_tail}: left out a cut-off last line (a run was stopped while writing it)"
+        (warn or (lambda text: warnings.warn(text, CutOffLineWarning, stacklevel=3)))(message)
     return predictions
 
 
@@ -78,7 +121,10 @@ def _model_inputs(processor, records: Sequence[EmoRecord], base_dir: Path,
         rate = processor.feature_extractor.sampling_rate
         images, videos, audio = [], [], []
         for record in records:
-            media = load_media(record, base_dir, sampling_rate=rate)
+            try:
+                media = load_media(record, base_dir, sampling_rate=rate)
+            except (OSError, ValueError) as e:  # a corrupt or unreadable file: name the record, keep what was answered
+                raise RecordError(f"record {record.id!r}: cannot load its media: {e}") from None
             images += media["images"]
             videos += media["videos"]
             audio += media["audio"]
@@ -88,15 +134,33 @@ def _model_inputs(processor, records: Sequence[EmoRecord], base_dir: Path,
             for key, value in batch.items()}
 
 
-def _open_sink(path: Path, kept: list[dict[str, Any]]):
-    """``path`` opened for appending, holding exactly the ``kept`` predictions. They are written to
-    a temporary file that replaces ``path``, so a kill at any moment loses no finished line (and a
-    cut-off tail of an earlier run is dropped)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in kept), encoding="utf-8")
-    os.replace(tmp, path)
-    return path.open("a", encoding="utf-8")
+class _Sink:
+    """``predictions.jsonl`` as answers arrive. The first write replaces the file, in one rename,
+    with the kept predictions and the first batch; later batches are appended and flushed. So a run
+    that fails before its first answer leaves the file as it was (or no file), never an empty one,
+    and a kill at any moment loses no finished line."""
+
+    def __init__(self, path: Path, kept: list[dict[str, Any]]):
+        self.path, self.kept, self.file = path, kept, None
+
+    def write(self, predictions: list[dict[str, Any]]) -> None:
+        if self.file is None:
+            NewFolders(self.path.parent).make()
+            write_jsonl_atomic(self.path, [*self.kept, *predictions])
+            self.file = self.path.open("a", encoding="utf-8")
+            return
+        self.file.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions))
+        self.file.flush()
+
+    def finish(self) -> None:
+        """After the last batch: a resumed run that had nothing left to answer still gets its file
+        rewritten from the kept predictions (a cut-off last line is gone)."""
+        if self.file is None and self.kept:
+            write_jsonl_atomic(self.path, self.kept)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 def _check_args(records: Sequence[EmoRecord], batch_size: int, max_new_tokens: int) -> None:
@@ -133,7 +197,7 @@ def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.P
         exemplars: an EmoPrompt exemplar per record (see :data:`ExemplarSource`).
         out: ``predictions.jsonl`` to write, one line per record after each batch.
         resume: keep the predictions already in ``out`` (those of ids in ``records``) and answer
-            the other records only; without it ``out`` is overwritten.
+            the other records only; without it ``out`` is replaced, at the first batch's end.
         progress: show a tqdm progress bar (titled ``desc``).
         answered: predictions made earlier, by id (e.g. found in the shards of an interrupted
             multi-process run): those of ids in ``records`` are kept and written to ``out``, not redone.
@@ -152,7 +216,7 @@ def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.P
     tokenizer = processor.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     param = next(model.parameters())
-    sink = None if out is None else _open_sink(Path(out), [done[r.id] for r in records if r.id in done])
+    sink = None if out is None else _Sink(Path(out), [done[r.id] for r in records if r.id in done])
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(records), initial=len(done), unit="record", desc=desc, disable=not progress)
@@ -165,11 +229,11 @@ def predict(model, processor, records: Sequence[EmoRecord], base_dir: str | os.P
             answers = processor.batch_decode(generated[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
             for record, answer in zip(chunk, answers, strict=True):
                 done[record.id] = make_prediction(record, answer.strip())
-                if sink is not None:
-                    sink.write(json.dumps(done[record.id], ensure_ascii=False) + "\n")
             if sink is not None:
-                sink.flush()
+                sink.write([done[r.id] for r in chunk])
             bar.update(len(chunk))
+        if sink is not None:
+            sink.finish()
     finally:
         bar.close()
         if sink is not None:

@@ -11,14 +11,13 @@ and the unparseable answers (the first ``max_unparseable``).
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from emollm._atomic import write_text
+from emollm._io import write_json_atomic, write_text_atomic
 from emollm.data.records import TASKS
 from emollm.evaluation.plots import TASK_NAMES, plot_accuracy, plot_confusion
 
@@ -156,10 +155,10 @@ def write_report(metrics: Mapping[str, Any], out_dir: str | os.PathLike, *, meta
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     payload = {**({"meta": dict(meta)} if meta else {}), **metrics}
-    paths = {"metrics": write_text(out / "metrics.json", json.dumps(payload, indent=2, ensure_ascii=False) + "\n")}
+    paths = {"metrics": write_json_atomic(out / "metrics.json", payload)}
     charts = _plots(metrics, out) if plot else {}
     confusion_images = {key.removeprefix("confusion-"): p.name for key, p in charts.items() if key != "plot"}
     report = format_report(metrics, meta=meta, max_unparseable=max_unparseable,
                            image=charts["plot"].name if "plot" in charts else None, confusion_images=confusion_images)
-    paths["report"] = write_text(out / "report.md", report)
+    paths["report"] = write_text_atomic(out / "report.md", report)
     return {**paths, **charts}

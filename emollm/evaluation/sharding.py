@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from emollm._atomic import write_text
+from emollm._io import write_text_atomic
 from emollm.data.records import EmoRecord
 
 __all__ = ["PREDICTIONS", "answered", "is_main_process", "merge_shards", "process_state", "shard_path"]
@@ -91,7 +91,7 @@ def merge_shards(out: Path, records: Sequence[EmoRecord], world_size: int) -> li
         raise RuntimeError(f"{len(missing)} record(s) have no prediction after all processes finished, "
                            f"e.g. {missing[0]!r}")
     merged = [by_id[r.id] for r in records]
-    write_text(Path(out) / PREDICTIONS, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in merged))
+    write_text_atomic(Path(out) / PREDICTIONS, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in merged))
     for path in _shards(out):
         path.unlink()
     return merged

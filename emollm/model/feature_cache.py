@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emollm._atomic import atomic_path
+from emollm._io import atomic_path
 
 __all__ = ["KINDS", "FeatureCache", "file_digest", "inner_model", "tower_fingerprints"]
 
@@ -97,7 +97,7 @@ class FeatureCache:
         self._where.clear()
         self._open.clear()
         for kind in KINDS:
-            # Not the hidden temporary files of shards being written (emollm._atomic).
+            # Not the hidden temporary files of shards being written (emollm._io.atomic_path).
             for shard in sorted(p for p in self.folder(kind).glob("*.safetensors") if not p.name.startswith(".")):
                 with safe_open(shard, framework="pt") as f:
                     self._where.update(((kind, key), shard) for key in f.keys())

@@ -53,6 +53,8 @@ class VisionEmbedder:
         pictures = []
         for m in item.media:
             path = m["path"] if self.base is None else os.path.join(self.base, m["path"])
+            if m["type"] in ("image", "video") and not os.path.isfile(path):  # a pipe or device: never ends
+                raise ValueError(f"{path} is not a regular file")
             if m["type"] == "image":
                 with Image.open(path) as image:
                     pictures.append(image.convert("RGB"))

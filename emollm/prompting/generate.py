@@ -21,17 +21,23 @@ Only the standard library talks HTTP here (``urllib``): no SDK needed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import email.utils
 import http.client
 import io
 import json
+import math
 import mimetypes
 import os
 import random
+import re
+import socket
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -39,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from emollm.data.records import PLACEHOLDERS, EmoRecord, resolve_media
-from emollm.prompting.store import Exemplar, ExemplarWriter, drop_partial_tail, strip_placeholders
+from emollm.prompting.store import Exemplar, ExemplarWriter, strip_placeholders
 
 SYSTEM_PROMPT = (
     "You write worked reasoning for an emotional-understanding benchmark. You are given a sample "
@@ -53,6 +59,9 @@ SYSTEM_PROMPT = (
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})  # and any other 5xx
 FATAL_STATUS = {401: "the API key was refused", 403: "the API key may not use this model",
                 404: "no such endpoint or model (check --base-url and --model)"}
+MAX_REPLY_BYTES = 1 << 20  # a chat completion of a few hundred tokens is a few KB
+_ERROR_BODY_CHARS = 300  # of an error reply, shown in messages
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
 
 
 class APIError(RuntimeError):
@@ -63,12 +72,16 @@ class FatalAPIError(APIError):
     """A failure that every request would hit (bad key, model or URL): the run stops."""
 
 
+class EndpointUnreachable(FatalAPIError):
+    """Several requests in a row got no reply at all: the endpoint is down or the address is wrong."""
+
+
 class RateLimiter:
     """Spaces calls of :meth:`wait` at least ``1 / rate`` seconds apart (``rate`` None: no limit)."""
 
     def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
-        if rate is not None and not rate > 0:
+        if rate is not None and not (rate > 0 and math.isfinite(rate)):
             raise ValueError(f"rate must be a positive number of requests per second or None, got {rate!r}")
         self.interval = 0.0 if rate is None else 1.0 / rate
         self.clock, self.sleep = clock, sleep
@@ -83,85 +96,265 @@ class RateLimiter:
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds asked by a ``Retry-After`` header (delay-seconds or an HTTP date), None if absent/bad."""
-    if not value:
+    """Seconds asked by a ``Retry-After`` header (delay-seconds or an HTTP date), None if absent or
+    unreadable (``NaN``, a malformed or out-of-range date). Huge values come back as they are: the
+    caller caps them."""
+    if not value or len(value) > 100:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if not math.isnan(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are always GMT
         when = when.replace(tzinfo=UTC)
     now = now or datetime.now(UTC)
-    return max(0.0, (when - now).total_seconds())
+    try:
+        return max(0.0, (when - now).total_seconds())
+    except OverflowError:
+        return None
+
+
+class _Deadline:
+    """Ends one request when its time is up. A socket timeout bounds each read, not the exchange: a
+    server that sends a byte now and then would hold a request for ever. When the deadline passes,
+    a timer shuts the request's socket down, which ends whatever read or write is waiting on it."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.expired = seconds, False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def connection_class(self, cls: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+        """``cls`` whose sockets this deadline watches from the moment they connect."""
+        deadline = self
+
+        class Watched(cls):
+            def connect(self) -> None:
+                super().connect()
+                deadline._watch(self.sock)
+
+        return Watched
+
+    def _watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.expired:  # the time ran out while connecting
+                self._shutdown()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """An opener without a redirect handler (a redirect would carry the API key to wherever it
+    points; it becomes an error here), whose connections ``deadline`` watches."""
+
+    def watched(base: type[urllib.request.AbstractHTTPHandler]) -> urllib.request.BaseHandler:
+        class Handler(base):
+            def do_open(self, http_class, req, **kwargs):
+                return super().do_open(deadline.connection_class(http_class), req, **kwargs)
+
+        return Handler()
+
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(),
+                    watched(urllib.request.HTTPHandler), watched(urllib.request.HTTPSHandler),
+                    urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+class _HTTPStatus(Exception):
+    """A reply with a status other than 2xx; its body's start, read within the deadline."""
+
+    def __init__(self, code: int, body: str, headers: Any):
+        super().__init__(code)
+        self.code, self.body, self.headers = code, body, headers
+
+
+def _where(url: str) -> str:
+    """``url`` without its query and fragment, which may hold tokens."""
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def _check_base_url(base_url: str) -> None:
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+    if any(c.isspace() or not c.isprintable() for c in base_url):
+        raise ValueError("base_url holds spaces or control characters")
+    parts = urllib.parse.urlsplit(base_url)
+    if "@" in parts.netloc:
+        raise ValueError("base_url must not hold a user name or password (they would be printed in messages); "
+                         "put the key in the variable named by --api-key-env")
+    if parts.query or parts.fragment:
+        raise ValueError("base_url must not have a query or fragment; give the address that "
+                         "/chat/completions is appended to")
+    try:
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in 0-65535
+    except ValueError as e:
+        raise ValueError(f"base_url: {e}") from None
+    if not parts.hostname:
+        raise ValueError(f"base_url has no host name: {base_url!r}")
 
 
 @dataclasses.dataclass
 class ChatClient:
     """A minimal client of ``POST {base_url}/chat/completions`` with retries and rate limiting.
 
-    ``backoff``: the first retry's wait in seconds, doubled per retry up to ``max_backoff``;
-    ``Retry-After`` overrides it. ``rate``: requests per second (None: unlimited).
+    ``timeout``: seconds for a whole request (connecting, sending, the complete reply), not only
+    for each read. ``backoff``: the first retry's wait in seconds, doubled per retry up to
+    ``max_backoff``; a ``Retry-After`` header replaces it, capped at ``max_backoff`` too. ``rate``:
+    requests per second (None: unlimited). ``max_reply_bytes``: a longer reply fails the record.
+    ``max_unreachable``: after this many requests in a row got no reply at all (refused, unknown
+    host, timed out, dropped), :class:`EndpointUnreachable` stops the run instead of going on
+    record after record. ``max_retry_after``: a ``Retry-After`` longer than this (a spent quota, a
+    maintenance window) stops the run too: waiting ``max_backoff`` and asking again, record after
+    record, would take hours and get the same answer.
+
+    The API key is sent to ``base_url`` only (redirects are not followed) and never appears in a
+    message: error bodies and logs have it, and any ``Bearer`` token, replaced by ``[redacted]``.
     """
 
     base_url: str
     model: str
-    api_key: str | None = None
+    api_key: str | None = dataclasses.field(default=None, repr=False)
     timeout: float = 120.0
     max_retries: int = 5
     rate: float | None = None
     backoff: float = 1.0
     max_backoff: float = 60.0
     max_tokens: int = 400
-    sleep: Callable[[float], None] = time.sleep
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr)
+    max_reply_bytes: int = MAX_REPLY_BYTES
+    max_unreachable: int = 6
+    max_retry_after: float = 600.0
+    sleep: Callable[[float], None] = dataclasses.field(default=time.sleep, repr=False)
+    log: Callable[[str], None] = dataclasses.field(default=lambda msg: print(msg, file=sys.stderr), repr=False)
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        if self.max_retries < 0:
+        _check_base_url(self.base_url)
+        if self.api_key is not None:
+            self.api_key = self.api_key.strip()
+            # Checked here, because http.client would put the rejected header value, key and all,
+            # into its exception message.
+            if not all(33 <= ord(c) <= 126 for c in self.api_key):
+                raise ValueError("the API key holds spaces, control or non-ASCII characters, which an HTTP "
+                                 "header cannot carry; check the variable named by --api-key-env")
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        if not self.timeout > 0:
-            raise ValueError(f"timeout must be positive, got {self.timeout}")
+        for name in ("timeout", "backoff", "max_backoff", "max_retry_after"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0) or (
+                    name == "timeout" and value == 0):
+                raise ValueError(f"{name} must be a {'positive' if name == 'timeout' else 'non-negative'} "
+                                 f"number of seconds, got {value!r}")
+        for name in ("max_reply_bytes", "max_unreachable"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         self.url = self.base_url.rstrip("/") + "/chat/completions"
         self.limiter = RateLimiter(self.rate, sleep=self.sleep)
+        self._no_reply = 0  # requests in a row that got no reply at all
 
-    def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def redact(self, text: str) -> str:
+        """``text`` with the API key and any ``Bearer`` token replaced by ``[redacted]``."""
+        if self.api_key:
+            text = text.replace(self.api_key, "[redacted]")
+        return _BEARER.sub(r"\1[redacted]", text)
+
+    def _post(self, body: bytes) -> bytes:
+        """The reply's body, at most ``max_reply_bytes + 1`` bytes of it; raises :class:`_HTTPStatus`
+        for a status other than 2xx, ``TimeoutError`` when the whole exchange took too long."""
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=json.dumps(payload).encode(), headers=headers, method="POST")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            return json.loads(response.read())
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        with _Deadline(self.timeout) as deadline:
+            try:
+                with _opener(deadline).open(request, timeout=self.timeout) as response:
+                    data = response.read(self.max_reply_bytes + 1)
+            except urllib.error.HTTPError as e:
+                # Enough of the body that a key echoed in it is cut out whole before it is shortened.
+                text = e.read(4096).decode("utf-8", errors="replace") if e.fp is not None else ""
+                e.close()
+                if not deadline.expired:
+                    raise _HTTPStatus(e.code, text, e.headers) from None
+            except (OSError, http.client.HTTPException):
+                if not deadline.expired:
+                    raise
+            if deadline.expired:
+                raise TimeoutError(f"no complete reply within {self.timeout:g} s")
+        return data
 
     def complete(self, messages: list[dict[str, Any]]) -> str:
         """The reply's text; raises :class:`APIError` / :class:`FatalAPIError` when it cannot get one."""
         payload = {"model": self.model, "messages": messages, "max_tokens": self.max_tokens, "temperature": 0.2}
+        body = json.dumps(payload).encode()
+        where = _where(self.url)
         attempt = 0
         while True:
             self.limiter.wait()
             wait = None
             try:
-                return reply_text(self._post(payload))
-            except urllib.error.HTTPError as e:
-                body = e.read()[:300].decode(errors="replace")
-                problem = f"HTTP {e.code} from {self.url}: {body}"
+                data = self._post(body)
+                self._no_reply = 0
+                if len(data) > self.max_reply_bytes:
+                    raise APIError(f"the reply from {where} is larger than {self.max_reply_bytes} bytes")
+                return reply_text(json.loads(data))
+            except _HTTPStatus as e:
+                self._no_reply = 0
+                problem = self.redact(f"HTTP {e.code} from {where}: {self.redact(e.body)[:_ERROR_BODY_CHARS]}")
+                if 300 <= e.code < 400:
+                    target = _where(urllib.parse.urljoin(self.url, e.headers.get("Location") or ""))
+                    raise FatalAPIError(f"{problem} (a redirect to {target}: not followed, since the API key goes "
+                                        f"to --base-url only; if the endpoint moved, pass its address as --base-url)"
+                                        ) from None
                 if e.code in FATAL_STATUS:
                     raise FatalAPIError(f"{problem} ({FATAL_STATUS[e.code]})") from None
                 if e.code not in RETRY_STATUS and e.code < 500:
                     raise APIError(problem) from None
                 wait = retry_after_seconds(e.headers.get("Retry-After"))
+                if wait is not None and wait > self.max_retry_after:
+                    raise FatalAPIError(f"{problem} (Retry-After asks to wait {wait:.0f} s, more than "
+                                        f"{self.max_retry_after:g} s: a spent quota or maintenance; rerun later "
+                                        f"to resume)") from None
             except (OSError, http.client.HTTPException) as e:  # timeouts, refused or dropped connections
-                problem = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
-            except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
-                raise APIError(f"malformed reply from {self.url}: {type(e).__name__}: {e}") from None
+                self._no_reply += 1
+                problem = self.redact(f"{type(e).__name__}: {getattr(e, 'reason', e)}")
+                if self._no_reply >= self.max_unreachable:
+                    raise EndpointUnreachable(
+                        f"no reply from {where} to {self._no_reply} requests in a row (last: {problem}); the "
+                        f"endpoint looks down or the address is wrong. Check --base-url, then rerun to resume"
+                    ) from None
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as e:
+                raise APIError(self.redact(f"malformed reply from {where}: {type(e).__name__}: {e}")[:500]) from None
             if attempt == self.max_retries:
                 raise APIError(f"gave up after {attempt + 1} attempts; last: {problem}")
-            wait = min(self.max_backoff, self.backoff * 2**attempt) if wait is None else wait
+            backoff = min(self.max_backoff, self.backoff * 2**attempt)
+            if wait is not None and wait > self.max_backoff:
+                self.log(f"Retry-After asks {wait:.0f} s; waiting {self.max_backoff:g} s, the most this client waits")
+            wait = backoff if wait is None else min(wait, self.max_backoff)
             self.log(f"retry {attempt + 1}/{self.max_retries} in {wait:.1f} s: {problem}")
             self.sleep(wait)
             attempt += 1
@@ -181,12 +374,26 @@ def _data_url(data: bytes, mime: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{base64.b64encode(data).decode()}"}}
 
 
+MAX_IMAGE_BYTES = 20 * 1024 * 1024  # OpenAI's limit per image; a larger file is not a dataset picture
+
+
+def _media_file(path: str) -> Path:
+    """``path`` if it is a regular file: a pipe or a device would be read for ever."""
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"{path}: " + ("no such file" if not file.exists() else "not a regular file"))
+    return file
+
+
 def image_part(path: str) -> dict[str, Any]:
     """An ``image_url`` content part holding the file at ``path`` as a base64 data URL."""
     mime = mimetypes.guess_type(path)[0]
     if mime is None or not mime.startswith("image/"):
         raise ValueError(f"cannot tell the image type of {path} from its extension")
-    return _data_url(Path(path).read_bytes(), mime)
+    file = _media_file(path)
+    if file.stat().st_size > MAX_IMAGE_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_IMAGE_BYTES // 2**20} MB")
+    return _data_url(file.read_bytes(), mime)
 
 
 def sample_frames(path: str, num_frames: int = 4) -> list[Any]:
@@ -195,7 +402,7 @@ def sample_frames(path: str, num_frames: int = 4) -> list[Any]:
         import av
     except ImportError:
         raise ImportError("video records need PyAV to take frames: pip install av") from None
-    with av.open(path) as container:
+    with av.open(str(_media_file(path))) as container:
         frames = list(container.decode(video=0))
     if not frames:
         raise ValueError(f"no video frames in {path}")
@@ -301,11 +508,15 @@ def generate_store(records: Iterable[EmoRecord], out: str | os.PathLike, client:
     """Writes an exemplar per planned record (:func:`plan`) to the store ``out``, resuming it.
 
     A record that fails (after retries, or because its media cannot be read) is listed in the
-    report and not written, so the next run tries it again. A :class:`FatalAPIError` stops the run.
+    report and not written, so the next run tries it again. A :class:`FatalAPIError` stops the run
+    (a bad key, model or address, a redirect, or an endpoint that does not answer at all). An
+    existing ``out`` that is not a store raises :class:`~emollm.prompting.store.StoreError` before
+    it is changed; a run that writes nothing creates no file.
     """
-    report = GenerateReport(dropped_partial_line=drop_partial_tail(out))
+    report = GenerateReport()
     todo = plan(list(records), per_task, seed)
-    with ExemplarWriter(out) as writer:
+    with ExemplarWriter(out) as writer:  # reads and checks an existing store before changing anything
+        report.dropped_partial_line = writer.dropped_partial_line
         report.skipped = sum(r.id in writer.ids for r in todo)
         todo = [r for r in todo if r.id not in writer.ids]
         bar = _progress(len(todo), progress)
@@ -315,7 +526,7 @@ def generate_store(records: Iterable[EmoRecord], out: str | os.PathLike, client:
                     reply = client.complete(build_messages(record, data_dir, num_frames=num_frames))
                     exemplar = Exemplar(
                         id=record.id, task=record.task, source=record.source, label=record.answer,
-                        question=strip_placeholders(record.question), rationale=clean_rationale(reply),
+                        question=strip_placeholders(record.question), rationale=clean_rationale(client.redact(reply)),
                         media=resolve_media(record, data_dir), meta={"model": client.model},
                     ).validate()
                 except FatalAPIError as e:

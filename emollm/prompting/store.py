@@ -35,7 +35,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from emollm.data.records import MEDIA_TYPES, PLACEHOLDERS, TASKS, RecordError
+from emollm._io import NewFolders, atomic_write
+from emollm.data.jsonl import JsonLines
+from emollm.data.records import MEDIA_TYPES, PLACEHOLDERS, TASKS, RecordError, check_media_root
 
 _PLACEHOLDER_RE = re.compile("|".join(re.escape(tag) for tag in PLACEHOLDERS.values()))
 _REQUIRED = ("id", "task", "source", "question", "label", "rationale")
@@ -76,7 +78,7 @@ class Exemplar:
                 raise StoreError(f"{name!r} contains a media placeholder; exemplars are inserted as plain text")
         if not isinstance(self.media, list) or any(
             not isinstance(m, dict) or m.get("type") not in MEDIA_TYPES or not isinstance(m.get("path"), str)
-            or not m["path"] for m in self.media
+            or not m["path"] or "\0" in m["path"] for m in self.media
         ):
             raise StoreError(f"'media' must be a list of {{'type': one of {MEDIA_TYPES}, 'path': str}}, "
                              f"got {self.media!r}")
@@ -131,103 +133,138 @@ def _line(exemplar: Exemplar, folder: Path) -> str:
     return json.dumps(d, ensure_ascii=False) + "\n"
 
 
-def iter_store(path: str | os.PathLike) -> Iterator[Exemplar]:
+def iter_store(path: str | os.PathLike, *, drop_torn_tail: bool = False,
+               confine_media: bool = False) -> Iterator[Exemplar]:
     """Yields the exemplars of ``path`` with absolute media paths.
 
-    Raises :class:`StoreError` with file and line for a malformed line, a bad exemplar, a repeated
-    id, or an embedding whose length differs from the first one's.
+    Raises :class:`StoreError` with file and line for a malformed line (see
+    :class:`~emollm.data.jsonl.JsonLines`: not UTF-8, not JSON, too long or deep, a cut-off last
+    line), a bad exemplar, a repeated id, or an embedding whose length differs from the first one's.
+    ``drop_torn_tail``: a cut-off last line is left out instead (a store being resumed).
+    ``confine_media``: a media path leading out of the store's folder is a bad line too.
     """
-    path = Path(path)
-    folder = path.resolve().parent
-    seen: dict[str, int] = {}
-    dim: int | None = None
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    yield from _StoreReader(path, drop_torn_tail=drop_torn_tail, confine_media=confine_media)
+
+
+class _StoreReader:
+    """:func:`iter_store`, keeping what the writer needs to know afterwards: the ids and whether a
+    cut-off last line was left out."""
+
+    def __init__(self, path: str | os.PathLike, *, drop_torn_tail: bool = False, confine_media: bool = False):
+        self.path, self.confine_media = Path(path), confine_media
+        self.lines = JsonLines(self.path, error=StoreError, drop_torn_tail=drop_torn_tail)
+
+    def __iter__(self) -> Iterator[Exemplar]:
+        folder = self.path.resolve().parent
+        seen: dict[str, int] = {}
+        dim: int | None = None
+        for lineno, value in self.lines:
             try:
-                exemplar = Exemplar.from_dict(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise StoreError(f"not valid JSON ({e.msg} at column {e.colno})", path, lineno) from None
-            except (StoreError, TypeError) as e:  # TypeError: wrong value types reaching the dataclass
-                raise StoreError(getattr(e, "message", str(e)), path, lineno) from None
+                exemplar = Exemplar.from_dict(value)
+                if self.confine_media:
+                    check_media_root(exemplar, folder)
+            except (StoreError, RecordError, TypeError) as e:  # TypeError: wrong value types reaching the dataclass
+                raise StoreError(getattr(e, "message", str(e)), self.path, lineno) from None
             if exemplar.id in seen:
-                raise StoreError(f"id {exemplar.id!r} repeats line {seen[exemplar.id]}", path, lineno)
+                raise StoreError(f"id {exemplar.id!r} repeats line {seen[exemplar.id]}", self.path, lineno)
             seen[exemplar.id] = lineno
             if exemplar.embedding is not None:
                 dim = dim or len(exemplar.embedding)
                 if len(exemplar.embedding) != dim:
                     message = f"embedding has {len(exemplar.embedding)} values, earlier ones {dim}"
-                    raise StoreError(message, path, lineno)
+                    raise StoreError(message, self.path, lineno)
             exemplar.media = _media_from_file(exemplar.media, folder)
             yield exemplar
 
 
-def load_store(path: str | os.PathLike) -> list[Exemplar]:
+def load_store(path: str | os.PathLike, *, confine_media: bool = False) -> list[Exemplar]:
     """All exemplars of ``path`` (see :func:`iter_store` for the checks)."""
-    return list(iter_store(path))
+    return list(iter_store(path, confine_media=confine_media))
 
 
 def save_store(exemplars: Iterable[Exemplar], path: str | os.PathLike) -> int:
-    """Writes ``exemplars`` (validated, ids unique) to ``path``, replacing it atomically; returns how many."""
+    """Writes ``exemplars`` (validated, ids unique) to ``path``, replacing it atomically: on any
+    error the old file is kept whole; returns how many."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = path.resolve().parent
-    tmp = path.with_name(path.name + ".tmp")
     seen: set[str] = set()
     n = 0
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         for exemplar in exemplars:
             if exemplar.id in seen:
-                tmp.unlink()
                 raise StoreError(f"id {exemplar.id!r} appears twice")
             seen.add(exemplar.id)
             f.write(_line(exemplar, folder))
             n += 1
-    os.replace(tmp, path)
     return n
 
 
 def drop_partial_tail(path: str | os.PathLike) -> bool:
-    """Cuts a last line that has no newline (a write interrupted by a kill); returns whether it did.
+    """Readies a store for appending: cuts a last line torn by a kill (no newline, and it does not
+    parse), and ends a whole last line that lacks its newline with one (it is data: the next
+    append must not run into it). Returns whether a torn line was cut.
 
-    Every complete line of the store ends with a newline, so a line without one is never whole.
+    Call it only on a file already read as a store (:class:`ExemplarWriter` does), so that a file
+    that is not a store is never changed.
     """
     path = Path(path)
-    if not path.exists() or path.stat().st_size == 0:
+    if not path.is_file() or path.stat().st_size == 0:
         return False
     with path.open("rb+") as f:
-        data = f.read()
-        if data.endswith(b"\n"):
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
             return False
-        f.truncate(data.rfind(b"\n") + 1)
-    return True
+        f.seek(0)
+        data = f.read()
+        start = data.rfind(b"\n") + 1
+        try:
+            json.loads(data[start:].decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            f.truncate(start)
+            return True
+        f.write(b"\n")
+    return False
 
 
 class ExemplarWriter:
     """Appends exemplars to a store, one flushed and fsynced line each, so a killed run loses at
-    most the line being written (which :func:`drop_partial_tail` removes on the next run).
+    most the line being written (which the next writer cuts, see :func:`drop_partial_tail`).
 
-    Use as a context manager; ids already in the file are in :attr:`ids` and are refused.
+    Opening reads and checks the whole existing file first (:class:`StoreError` for a file that is
+    not a store, which is then left exactly as it was); the file and its folders are created at
+    the first :meth:`append`, so a run that writes nothing leaves nothing behind. Use as a context
+    manager; ids already in the file are in :attr:`ids` and are refused.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.folder = self.path.resolve().parent
-        self.ids = {e.id for e in iter_store(self.path)} if self.path.exists() else set()
-        self._file = self.path.open("a", encoding="utf-8")
+        self.ids: set[str] = set()
+        self.dropped_partial_line = False
+        if os.path.lexists(self.path):
+            reader = _StoreReader(self.path, drop_torn_tail=True)
+            self.ids = {e.id for e in reader}
+            self.dropped_partial_line = drop_partial_tail(self.path)
+        self._file = None
+
+    def _open(self):
+        NewFolders(self.path.parent).make()
+        return self.path.open("a", encoding="utf-8")
 
     def append(self, exemplar: Exemplar) -> None:
         if exemplar.id in self.ids:
             raise StoreError(f"id {exemplar.id!r} is already in the store", self.path)
-        self._file.write(_line(exemplar, self.folder))
+        line = _line(exemplar, self.path.resolve().parent)  # validated before the file is touched
+        if self._file is None:
+            self._file = self._open()
+        self._file.write(line)
         self._file.flush()
         os.fsync(self._file.fileno())
         self.ids.add(exemplar.id)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> ExemplarWriter:
         return self

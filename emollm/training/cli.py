@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 
+from emollm._io import NewFolders, check_output_dir
 from emollm.training.config import PARALLEL, STRATEGIES, TrainConfig
 
 _PRESET = TrainConfig()
@@ -29,14 +30,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from emollm.training.run_record import RunFinished
     from emollm.training.train import TrainInputError, train
 
-    flags = {k: v for k, v in vars(args).items() if k not in ("command", "func", "extra", "config")}
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("command", "func", "extra", "config", "allow_outside_media")}
     try:
         config = load_config(args.config, **flags)
-    except (ValueError, OSError) as e:
+    except UnicodeDecodeError as e:
+        return _refuse(f"{args.config}: not UTF-8 text (byte 0x{e.object[e.start]:02x})")
+    except (ValueError, OSError, TypeError) as e:  # TypeError: a YAML value of the wrong type
         return _refuse(str(e))
+    except Exception as e:  # a YAML syntax error (yaml.YAMLError, imported only with a config)
+        if type(e).__module__.split(".")[0] != "yaml":
+            raise
+        return _refuse(f"{args.config}: not valid YAML: {' '.join(str(e).split())}")
+    folders = NewFolders(check_output_dir(config.output, what="--output")).expect()
+    problem = None if args.allow_outside_media else media_outside(config)
+    if problem:
+        return _refuse(problem)
     try:
         result = train(config)
     except TrainInputError as e:  # a bad data file, model folder or setting: one line, not a traceback
+        folders.remove()  # an --output folder made for this run goes again
         return _refuse(str(e))
     except RunFinished as e:
         if _is_main_process():
@@ -71,6 +84,24 @@ def _end_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def media_outside(config: TrainConfig) -> str | None:
+    """The first record whose media lead out of its file's folder, as ``file:line: ...``, or None
+    (a missing or malformed file is left to ``train``, which reports it)."""
+    from emollm.data.dataset import read_instructions
+    from emollm.data.records import MediaOutsideError, RecordError, read_jsonl
+
+    try:
+        for _ in read_jsonl(config.data, confine_media=True):
+            pass
+        if config.general and config.strategy != "emo":
+            read_instructions(config.general, confine_media=True)
+    except MediaOutsideError as e:
+        return str(e)
+    except (RecordError, OSError):
+        return None
+    return None
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -119,4 +150,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--feature-cache", metavar="DIR", help="keep the frozen CLIP/Whisper outputs in DIR (computed "
                    "once, keyed by media file and tower) and train on them instead of the media")
     p.add_argument("--deepspeed", metavar="FILE.json", help="a DeepSpeed config replacing the zero2/zero3 preset")
+    p.add_argument("--allow-outside-media", action="store_true",
+                   help="read media whose paths lead out of the --data (and --general) file's folder")
     p.set_defaults(func=cmd_train, extra="train")

@@ -18,7 +18,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from emollm._atomic import atomic_path, write_text
+from emollm._io import atomic_path, write_text_atomic
 
 __all__ = ["COLUMNS", "LossLog", "loss_rows", "plot_loss"]
 
@@ -70,7 +70,7 @@ class LossLog(TrainerCallback):
         writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        write_text(self.output / "loss.csv", text.getvalue())
+        write_text_atomic(self.output / "loss.csv", text.getvalue())
         self._last = time.monotonic()
         if plot:
             self._last_plot = self._last

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from emollm._atomic import write_text
+from emollm._io import write_text_atomic
 from emollm.training.config import TrainConfig
 
 __all__ = ["RECORD", "RunFinished", "SettingsChanged", "changed_settings", "check_rerun", "finish_part",
@@ -112,4 +112,4 @@ def finish_part(config: TrainConfig, to_step: int) -> None:
 
 def _write(config: TrainConfig, status: str, parts: list[dict[str, Any]]) -> None:
     record = {**config.to_dict(), "status": status, "parts": parts}
-    write_text(Path(config.output) / RECORD, json.dumps(record, indent=2) + "\n")
+    write_text_atomic(Path(config.output) / RECORD, json.dumps(record, indent=2) + "\n")

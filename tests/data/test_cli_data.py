@@ -106,7 +106,7 @@ def test_stats_refuses_a_binary_file_by_name(tmp_path, capsys):
     path = tmp_path / "photo.png"
     Image.new("RGB", (8, 8)).save(path)
     assert cli.main(["data", "stats", str(path)]) == 1
-    assert f"{path}: not UTF-8 text (invalid start byte) at or after line 1" in capsys.readouterr().err
+    assert f"{path}:1: not UTF-8 text (byte 0x89 at byte 1 of the line)" in capsys.readouterr().err
 
 
 def test_synth_passes_only_the_given_sizes(tmp_path, monkeypatch, capsys):

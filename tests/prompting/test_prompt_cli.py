@@ -53,7 +53,7 @@ def test_generate_bad_input(dataset, server, tmp_path, capsys):
     assert f"{bad}:2: not valid JSON" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(generate_args(data, tmp_path / "s.jsonl", server, "--rate", "0"))
-    assert "must be a positive number" in capsys.readouterr().err
+    assert "must be a number from 0.001 to 1000" in capsys.readouterr().err
 
 
 def test_killed_run_resumes_without_duplicates_or_losses(dataset, server, tmp_path):

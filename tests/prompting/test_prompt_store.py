@@ -67,7 +67,7 @@ def test_save_refuses_repeated_ids_and_keeps_the_old_file(tmp_path):
     (good_line(9, label=3), "'label' must be a non-empty string"),
     (good_line(9, question="<image>\nWhich emotion?"), "'question' contains a media placeholder"),
     (good_line(9, media=[{"type": "smell", "path": "a"}]), "'media' must be a list"),
-    (good_line(9, embedding=[1.0, float("nan")]), "finite numbers"),
+    (good_line(9, embedding=[1.0, float("nan")]), "NaN is not JSON"),  # refused by the JSON-lines reader
     (good_line(9, embedding=[1.0, 2.0, 3.0]), "embedding has 3 values, earlier ones 2"),
     (good_line(0), "id 'src/train/0' repeats line 1"),
 ])

@@ -31,10 +31,11 @@ Choices:
 from __future__ import annotations
 
 import ast
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from emollm.data.sources.base import BadItem, SourceItem, csv_rows
+from emollm.data.sources.base import BadItem, SourceItem, csv_rows, read_text, unsafe_media_path
 
 NAME = "emotic"
 TASKS = ("emo-c", "emo-o")
@@ -85,24 +86,26 @@ def convert(root: Path, split: str) -> Iterator[SourceItem | BadItem]:
     path = root / ANNOTATION_DIR / f"{split}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"EMOTIC annotations not found: {path} (expected {ANNOTATION_DIR}/{split}.csv)")
-    with path.open(newline="", encoding="utf-8") as f:
-        for row in csv_rows(path, f, COLUMNS):
-            if isinstance(row, BadItem):
-                yield row
-                continue
-            start, row = row
-            try:
-                categories, bbox, vad = _parse_row(row)
-            except ValueError as e:
-                yield BadItem(str(path), start, str(e))
-                continue
-            image = f"{IMAGE_DIR}/{row['Folder'].strip()}/{row['Filename'].strip()}"
-            if not (root / image).is_file():
-                yield BadItem(str(path), start, f"missing image {image}")
-                continue
-            meta = {"bbox": bbox, "vad": vad}
-            meta.update({k.lower(): row[k].strip() for k in ("Gender", "Age") if row.get(k)})
-            item_id = f"{Path(row['Filename'].strip()).stem}-{row['Index'].strip()}"
-            for task in TASKS:
-                yield SourceItem(id=item_id, task=task, label=categories[0], media=[{"type": "image", "path": image}],
-                                 accept=categories[1:], meta=dict(meta))
+    for row in csv_rows(path, io.StringIO(read_text(path), newline=""), COLUMNS):
+        if isinstance(row, BadItem):
+            yield row
+            continue
+        start, row = row
+        try:
+            categories, bbox, vad = _parse_row(row)
+        except ValueError as e:
+            yield BadItem(str(path), start, str(e))
+            continue
+        image = f"{IMAGE_DIR}/{row['Folder'].strip()}/{row['Filename'].strip()}"
+        if (unsafe := unsafe_media_path(f"{row['Folder'].strip()}/{row['Filename'].strip()}")) is not None:
+            yield BadItem(str(path), start, unsafe)
+            continue
+        if not (root / image).is_file():
+            yield BadItem(str(path), start, f"missing image {image}")
+            continue
+        meta = {"bbox": bbox, "vad": vad}
+        meta.update({k.lower(): row[k].strip() for k in ("Gender", "Age") if row.get(k)})
+        item_id = f"{Path(row['Filename'].strip()).stem}-{row['Index'].strip()}"
+        for task in TASKS:
+            yield SourceItem(id=item_id, task=task, label=categories[0], media=[{"type": "image", "path": image}],
+                             accept=categories[1:], meta=dict(meta))

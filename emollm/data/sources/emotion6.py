@@ -20,8 +20,8 @@ Choices:
   distribution goes to ``meta["distribution"]``, valence and arousal to ``meta``.
 - Splits: Emotion6 has no official split. ``train`` and ``test`` are a fixed 2:1 split by a
   hash of the image filename (the paper samples 1.3k train and 0.6k test), the same on every
-  machine; ``all`` is every image. A malformed line is reported in every split, since its split
-  cannot be trusted.
+  machine; ``all`` is every image. A malformed line, or one whose file name leads out of the
+  dataset folder, is reported in every split, since its split cannot be trusted.
 - Every image gives one item per task, ``emo-c`` and ``emo-o``; id ``<keyword>-<n>``.
 """
 
@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from emollm.data.sources.base import BadItem, SourceItem
+from emollm.data.sources.base import BadItem, SourceItem, read_text, unsafe_media_path
 
 NAME = "emotion6"
 TASKS = ("emo-c", "emo-o")
@@ -72,8 +72,7 @@ def convert(root: Path, split: str) -> Iterator[SourceItem | BadItem]:
     path = root / ANNOTATIONS
     if not path.is_file():
         raise FileNotFoundError(f"Emotion6 annotations not found: {path}")
-    with path.open(encoding="utf-8-sig") as f:
-        lines = f.read().splitlines()
+    lines = read_text(path).splitlines()
     for lineno, line in enumerate(lines[1:], 2):  # line 1 is the header
         if not line.strip():
             continue
@@ -84,6 +83,9 @@ def convert(root: Path, split: str) -> Iterator[SourceItem | BadItem]:
             yield BadItem(str(path), lineno, str(e))
             continue
         filename = fields[0]
+        if (unsafe := unsafe_media_path(filename)) is not None:  # in every split too: never a usable line
+            yield BadItem(str(path), lineno, unsafe)
+            continue
         if split != "all" and split_of(filename) != split:
             continue
         image = f"{IMAGE_DIR}/{filename}"

@@ -48,7 +48,12 @@ def read_text(path: Path) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="strict")
+        try:
+            text = data.decode("cp1252", errors="strict")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            byte = data[e.start]
+            raise ValueError(f"{path}:{line}: neither UTF-8 nor Windows-1252 text (byte 0x{byte:02x})") from None
     return text.translate(_C1_PUNCTUATION)
 
 

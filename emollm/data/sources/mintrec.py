@@ -27,10 +27,11 @@ A missing ``.tsv`` or a header that is not MIntRec's raises.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from emollm.data.sources.base import BadItem, SourceItem
+from emollm.data.sources.base import BadItem, SourceItem, read_text, unsafe_media_path
 
 NAME = "mintrec"
 TASKS = ("intent",)
@@ -54,7 +55,7 @@ def convert(root: str | Path, split: str) -> Iterator[SourceItem | BadItem]:
     if not path.is_file():
         raise FileNotFoundError(f"{NAME}: no annotation file {path} (expected MIntRec's {split}.tsv under root)")
     seen: set[str] = set()
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         _check_header(f.readline().rstrip("\r\n").split("\t"), path)
         for lineno, line in enumerate(f, 2):
             if line.strip():
@@ -81,6 +82,8 @@ def _row_item(fields: list[str], root: Path, path: Path, lineno: int, seen: set[
         return BadItem(str(path), lineno, f"duplicate sample {sample_id}")
     seen.add(sample_id)
     video = f"raw_data/{season}/{episode}/{clip}.mp4"
+    if (unsafe := unsafe_media_path(f"{season}/{episode}/{clip}")) is not None:
+        return BadItem(str(path), lineno, unsafe)
     if not (root / video).is_file():
         return BadItem(str(path), lineno, f"missing video {video}")
     media = [{"type": "video", "path": video}, {"type": "audio", "path": video}]

@@ -33,13 +33,13 @@ a JSON object, raises.
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from emollm.data.records import YES_NO
-from emollm.data.sources.base import BadItem, SourceItem
+from emollm.data.sources.base import BadItem, SourceItem, read_json, read_text
 
 NAME = "mmhs150k"
 TASKS = ("hate",)
@@ -63,7 +63,7 @@ def convert(root: str | Path, split: str) -> Iterator[SourceItem | BadItem]:
     gt = _read_object(gt_path)
     entry_number = {key: n for n, key in enumerate(gt, 1)}
     seen: set[str] = set()
-    with split_path.open(encoding="utf-8-sig") as f:
+    with io.StringIO(read_text(split_path)) as f:
         for lineno, line in enumerate(f, 1):
             tweet_id = line.strip()
             if not tweet_id:
@@ -81,10 +81,7 @@ def convert(root: str | Path, split: str) -> Iterator[SourceItem | BadItem]:
 
 
 def _read_object(path: Path) -> dict[str, Any]:
-    try:
-        gt = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    gt = read_json(path)
     if not isinstance(gt, dict):
         raise ValueError(f"{path}: expected a JSON object keyed by tweet id, got {type(gt).__name__}")
     return gt
@@ -118,9 +115,9 @@ def _tweet_item(tweet_id: str, entry: Any, root: Path, *, gt_at: tuple[str, int]
 
 def _read_ocr(path: Path) -> str | BadItem:
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        return BadItem(str(path), None, f"malformed OCR file: not valid JSON ({e.msg})")
+        data = read_json(path)
+    except ValueError as e:
+        return BadItem(str(path), None, f"malformed OCR file: {str(e).removeprefix(f'{path}: ')}")
     if not isinstance(data, dict) or not isinstance(data.get("img_text"), str):
         return BadItem(str(path), None, "malformed OCR file: expected an object with a string 'img_text'")
     return data["img_text"]

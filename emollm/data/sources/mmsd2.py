@@ -27,13 +27,12 @@ array, raises.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from emollm.data.records import YES_NO
-from emollm.data.sources.base import BadItem, SourceItem
+from emollm.data.sources.base import BadItem, SourceItem, read_json
 
 NAME = "mmsd2"
 TASKS = ("sarcasm",)
@@ -58,10 +57,7 @@ def convert(root: str | Path, split: str) -> Iterator[SourceItem | BadItem]:
 def _read_array(path: Path) -> list[Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{NAME}: no annotation file {path} (expected MMSD2.0's text_json_final under root)")
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    entries = read_json(path)
     if not isinstance(entries, list):
         raise ValueError(f"{path}: expected a JSON array of samples, got {type(entries).__name__}")
     return entries

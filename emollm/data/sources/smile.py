@@ -35,13 +35,12 @@ object, or a split that is not a list of ids raises.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from emollm.data.records import YES_NO
-from emollm.data.sources.base import BadItem, SourceItem
+from emollm.data.sources.base import BadItem, SourceItem, read_json, unsafe_media_path
 
 NAME = "smile"
 TASKS = ("humor",)
@@ -82,6 +81,8 @@ def _clip_item(raw_id: Any, root: Path, reasons: dict[str, Any], seen: set[str],
     if not isinstance(reason, str) or not reason.strip():
         return BadItem(reason_path, reason_entry[clip_id], f"malformed laughter reason for {clip_id}: {reason!r}")
     video = f"videos/video_clips/{clip_id}.mp4"
+    if (unsafe := unsafe_media_path(clip_id)) is not None:
+        return BadItem(*split_at, unsafe)
     if not (root / video).is_file():
         return BadItem(*split_at, f"missing video {video}")
     return SourceItem(id=clip_id, task="humor", label="yes",
@@ -92,10 +93,7 @@ def _clip_item(raw_id: Any, root: Path, reasons: dict[str, Any], seen: set[str],
 def _read_object(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{NAME}: no annotation file {path} (expected SMILE v.2's annotations/ under root)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object keyed by clip id or split, got {type(data).__name__}")
     return data

@@ -1,0 +1,164 @@
+"""Hostile and careless input to ``emollm eval``: a clear one-line error or a right result; never a
+traceback, a silently wrong score, replaced predictions, or an empty file or folder after a failure."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from emollm.cli import main
+from emollm.data.records import write_jsonl
+from tests.bad_input_helpers import error_lines
+from tests.evaluation.conftest import _record
+from tests.evaluation.helpers import MELD, YN, pred
+
+
+def _write(path, preds, tail=""):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(p) + "\n" for p in preds) + tail)
+
+
+def _error(capsys) -> str:
+    (line,) = error_lines(capsys.readouterr().err, "emollm eval: ")  # transformers may add a warning
+    return line
+
+
+RIGHT = pred("a", "humor", "smile", YN, "yes", "Yes, it is funny.", "yes")
+WRONG = pred("b", "humor", "smile", YN, "no", "Yes.", "yes")
+
+
+# ---- reading ----
+
+def test_a_whole_last_line_without_newline_is_scored(tmp_path):
+    source = tmp_path / "old" / "predictions.jsonl"
+    _write(source, [RIGHT], tail=json.dumps(WRONG))  # 50% right; the wrong answer is the unterminated line
+    assert main(["eval", "--predictions", str(source), "--out", str(tmp_path / "new")]) == 0
+    metrics = json.loads((tmp_path / "new" / "metrics.json").read_text())
+    assert (metrics["overall"]["count"], metrics["overall"]["micro"]) == (2, 0.5)
+
+
+def test_a_cut_off_last_line_is_left_out_and_said(tmp_path, capsys):
+    source = tmp_path / "old" / "predictions.jsonl"
+    _write(source, [RIGHT, WRONG], tail='{"id": "c", "ta')
+    assert main(["eval", "--predictions", str(source), "--out", str(tmp_path / "new")]) == 0
+    assert f"{source}:3: left out a cut-off last line" in capsys.readouterr().err
+    assert json.loads((tmp_path / "new" / "metrics.json").read_text())["overall"]["count"] == 2
+
+
+def test_a_repeated_id_is_reported_not_scored_twice(tmp_path, capsys):
+    source = tmp_path / "p.jsonl"
+    _write(source, [RIGHT, WRONG, RIGHT])
+    assert main(["eval", "--predictions", str(source), "--out", str(tmp_path / "new")]) == 2
+    assert f"{source}:3: id 'a' repeats line 1" in _error(capsys)
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("label_set", 5, "field 'label_set' must be a list"),
+    ("output", 5, "field 'output' must be a string"),
+    ("accept", [1], "field 'accept' must be a list of strings"),
+    ("parsed", ["yes"], "field 'parsed' must be a string or null"),
+])
+def test_a_field_of_the_wrong_type_is_named_with_file_and_line(tmp_path, capsys, field, value, message):
+    source = tmp_path / "p.jsonl"
+    _write(source, [RIGHT, {**WRONG, field: value}])
+    assert main(["eval", "--predictions", str(source), "--out", str(tmp_path / "new")]) == 2
+    assert f"{source}:2: {message}" in _error(capsys)
+
+
+# ---- atomic outputs ----
+
+def test_a_failure_while_drawing_keeps_the_old_chart(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    out = tmp_path / "out"
+    source = out / "predictions.jsonl"  # re-scored in place
+    _write(source, [RIGHT, WRONG])
+    assert main(["eval", "--predictions", str(source), "--out", str(out)]) == 0
+    chart = (out / "accuracy.png").read_bytes()
+
+    def savefig_then_fail(self, target, *args, **kwargs):
+        with open(target, "wb") if isinstance(target, str | bytes) or hasattr(target, "__fspath__") else \
+                _NoClose(target) as f:
+            f.write(chart[:100])  # half a picture, then the disk is full
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", savefig_then_fail)
+    assert main(["eval", "--predictions", str(source), "--out", str(out)]) == 2  # "No space left on device"
+    assert "No space left on device" in capsys.readouterr().err
+    assert (out / "accuracy.png").read_bytes() == chart
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "metrics.json", "predictions.jsonl", "report.md"]
+
+
+class _NoClose:
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self.f
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ---- existing predictions are never replaced silently ----
+
+def test_predictions_in_out_need_resume_or_overwrite(tmp_path, media_records, capsys):
+    _, folder = media_records
+    out = tmp_path / "eval"
+    _write(out / "predictions.jsonl", [RIGHT])
+    kept = (out / "predictions.jsonl").read_text()
+    other = tmp_path / "other.jsonl"
+    _write(other, [WRONG])
+    assert main(["eval", "--predictions", str(other), "--out", str(out)]) == 2
+    assert "pass --overwrite" in _error(capsys)
+    assert main(["eval", "--model", "emollm-tiny", "--data", str(folder / "test.jsonl"), "--out", str(out),
+                 "--limit", "1", "--max-new-tokens", "1", "--no-progress", "--device", "cpu"]) == 2
+    assert "pass --resume" in _error(capsys) and (out / "predictions.jsonl").read_text() == kept
+    assert main(["eval", "--predictions", str(other), "--out", str(out), "--overwrite"]) == 0
+    assert [json.loads(line)["id"] for line in (out / "predictions.jsonl").read_text().splitlines()] == ["b"]
+
+
+def test_resume_refuses_a_file_with_answers_to_other_records(tmp_path, media_records, capsys):
+    _, folder = media_records
+    out = tmp_path / "eval"
+    _write(out / "predictions.jsonl", [pred("someone-else", "emo-c", "meld", MELD, "joy", "joy", "joy")])
+    assert main(["eval", "--model", "emollm-tiny", "--data", str(folder / "test.jsonl"), "--out", str(out),
+                 "--resume", "--no-progress", "--device", "cpu"]) == 2
+    assert "resuming would drop them" in _error(capsys)
+    assert "someone-else" in (out / "predictions.jsonl").read_text()
+
+
+# ---- failed runs leave nothing behind ----
+
+def test_a_failed_run_leaves_no_empty_predictions_or_folder(tmp_path, capsys):
+    folder = tmp_path / "data"
+    (folder / "img").mkdir(parents=True)
+    (folder / "img" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # exists, does not decode
+    media = [{"type": "image", "path": "img/broken.png"}]
+    write_jsonl([_record("meld-1", "emo-c", MELD, "joy", media, "Which emotion?")], folder / "test.jsonl")
+    out = tmp_path / "runs" / "eval"
+    assert main(["eval", "--model", "emollm-tiny", "--data", str(folder / "test.jsonl"), "--out", str(out),
+                 "--no-progress", "--device", "cpu"]) == 2
+    assert "record 'meld-1': cannot load its media" in _error(capsys)
+    assert not (tmp_path / "runs").exists()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["eval", "--predictions", str(empty), "--out", str(out)]) == 2
+    assert "holds no predictions" in _error(capsys) and not (tmp_path / "runs").exists()
+
+
+# ---- confinement ----
+
+def test_media_outside_the_data_folder_need_a_flag(tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    folder = tmp_path / "data"
+    media = [{"type": "image", "path": "../outside.png"}]
+    write_jsonl([_record("meld-1", "emo-c", MELD, "joy", media, "Which emotion?")], folder / "test.jsonl")
+    argv = ["eval", "--model", "emollm-tiny", "--data", str(folder / "test.jsonl"), "--out", str(tmp_path / "eval"),
+            "--max-new-tokens", "1", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 2
+    assert f"{folder / 'test.jsonl'}:1: image path '../outside.png' lies outside the data folder" in _error(capsys)
+    assert not (tmp_path / "eval").exists()
+    assert main([*argv, "--allow-outside-media"]) == 0
