@@ -6,10 +6,20 @@ file raises :class:`MediaError`, one line). ``emollm ask`` (:mod:`emollm.inferen
 ``emollm serve`` (:mod:`emollm.serve`) are built on them.
 """
 
-from emollm.inference.media import Media, MediaError, load_media_files
-from emollm.inference.prompt import build_prompt, human_turn
-from emollm.inference.session import Reply, Session
-from emollm.inference.tasks import default_labels, parse_label
+import importlib
 
-__all__ = ["Media", "MediaError", "Reply", "Session", "build_prompt", "default_labels", "human_turn",
-           "load_media_files", "parse_label"]
+# Imported on first use: `emollm ask`'s argument parser (emollm.inference.cli) loads with the base
+# dependencies only, and the model's (transformers) when a question is asked.
+_WHERE = {"Media": "media", "MediaError": "media", "load_media_files": "media", "build_prompt": "prompt",
+          "human_turn": "prompt", "Reply": "session", "Session": "session", "default_labels": "tasks",
+          "parse_label": "tasks"}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
