@@ -5,9 +5,10 @@ Every launcher asks :func:`launch` for its kernel's configuration instead of hol
     cfg = launch("knn_scan", x)                  # x: the tokens (device and dtype pick the entry)
     kernel[grid(cfg)](..., **cfg.kwargs())       # BLOCK_* constexprs, num_warps, num_stages
 
-``TABLE[kernel][operands][family]``. ``operands`` is ``"tc"`` when the distance dot runs on tensor
-cores (bf16/f16 inputs, or float32 through the bf16x3 split, see :func:`f32_dot`) and ``"fma"``
-when it runs on CUDA cores (float32 ``ieee``, float64); kernels without a dot use ``"any"``.
+``TABLE[kernel][operands][family]``. ``operands`` is how the distance dot runs: ``"tc"`` on tensor
+cores (bf16/f16 inputs), ``"split"`` on tensor cores through the bf16x3 split of float32 inputs
+(:func:`f32_dot`), ``"fma"`` on CUDA cores (float32 ``ieee``, float64); kernels without a dot use
+``"any"``.
 ``family`` is ``"sm80"`` (Ampere, Ada) or ``"sm90"`` (Hopper and newer), from the tensor's device.
 
 Under ``TRITON_INTERPRET=1`` (CPU tensors) the launchers take the ``"interpreter"`` entry where a
@@ -34,7 +35,7 @@ import torch
 
 FAMILIES = ("sm80", "sm90")
 INTERPRETER = "interpreter"
-F32_DOTS = ("ieee", "bf16x3", "tf32x3")
+F32_DOTS = ("ieee", "bf16x3")
 DEFAULT_F32_DOT = "ieee"  # until a GPU has run the tensor-core modes against the oracle (docs/kernels.md)
 
 
@@ -62,17 +63,32 @@ def _same(cfg: Launch) -> dict[str, Launch]:
     return {family: cfg for family in FAMILIES}
 
 
-# The Gram scans: a BLOCK_M × BLOCK_N distance tile from BLOCK_D-wide feature chunks.
-_SCAN_TC = _same(_tile(64, 64, 64, warps=4, stages=3))
-_SCAN_FMA = _same(_tile(64, 64, 64, warps=4, stages=3))
+# The Gram scans: a BLOCK_M × BLOCK_N distance tile from BLOCK_D-wide feature chunks. Chosen from
+# the compile gate's numbers (registers of _knn_scan_kernel k=5 / _denser_scan_kernel with the
+# farthest token, Triton 3.9), not from timings: the smallest change from the original 64×64×64,
+# 4 warps, 3 stages that has no spills and the most warps per SM.
+#   tc sm90: 8 warps: 125/128 registers, 16 warps/SM (4 warps: 176/224, 8 warps/SM).
+#   tc sm80: 32-wide chunks: 184/205 registers, 8 warps/SM (8 warps spill 2 stores).
+#   split (float32 bf16x3), both: 32-wide chunks, 4 warps: 232/248 (sm90), 185/255 (sm80), no
+#     spills (64-wide: 255 registers and 3 (sm90) to 26 (sm80) spill stores).
+#   fma (float32 ieee), both: 32-wide chunks, 8 warps: 166/149 (sm90), 188/128 (sm80, 4 spill
+#     stores in the denser scan) registers; 64-wide at 4 warps spill 8-9 (sm90), 272-395 (sm80).
+# The interpreter keeps 64-wide chunks everywhere: half the steps, and CI pays per step.
+_SCAN = {
+    "tc": {"sm80": _tile(64, 64, 32, warps=4), "sm90": _tile(64, 64, 64, warps=8)},
+    "split": _same(_tile(64, 64, 32, warps=4)),
+    "fma": _same(_tile(64, 64, 32, warps=8)),
+}
+for _column in _SCAN.values():
+    _column[INTERPRETER] = _tile(64, 64, 64)
 
 TABLE: dict[str, dict[str, dict[str, Launch]]] = {
-    "knn_scan": {"tc": _SCAN_TC, "fma": _SCAN_FMA},
-    "denser_scan": {"tc": _SCAN_TC, "fma": _SCAN_FMA},
-    "assign": {"tc": _SCAN_TC, "fma": _SCAN_FMA},
-    "farthest": {"tc": _SCAN_TC, "fma": _SCAN_FMA},
+    "knn_scan": _SCAN,
+    "denser_scan": _SCAN,
+    "assign": _SCAN,
+    "farthest": _SCAN,
     # Rows × one 64-column word; BLOCK_X: features per step of the rare float64 recheck.
-    "edges": {op: _same(Launch({"BLOCK_I": 32, "BLOCK_D": 64, "BLOCK_X": 8})) for op in ("tc", "fma")},
+    "edges": {op: _same(Launch({"BLOCK_I": 32, "BLOCK_D": 64, "BLOCK_X": 8})) for op in ("tc", "split", "fma")},
     "sqnorm": {"any": _same(Launch({"BLOCK_R": 64, "BLOCK_D": 64}))},
     # BLOCK_M shrinks with the candidate count L (see _common.pair_sqdist); BLOCK_D per step.
     "pair_sqdist": {"any": _same(Launch({"BLOCK_M": 64, "BLOCK_D": 32}))},
@@ -135,9 +151,9 @@ def f32_dot_mode(mode: str) -> Iterator[None]:
 
 
 def f32_dot() -> str:
-    """How float32 distance dots run: ``"ieee"`` (CUDA-core FMA, the default), ``"bf16x3"``
-    (each operand split into two bf16 parts, three tensor-core products) or ``"tf32x3"``
-    (Triton's three-TF32 split). ``with f32_dot_mode(...)`` or ``EMOLLM_TRITON_F32_DOT``."""
+    """How float32 distance dots run: ``"ieee"`` (CUDA-core FMA, the default) or ``"bf16x3"``
+    (each operand split into two bf16 parts, three tensor-core products; docs/kernels.md).
+    ``with f32_dot_mode(...)`` or ``EMOLLM_TRITON_F32_DOT``."""
     mode = _f32_dot.get() or os.environ.get("EMOLLM_TRITON_F32_DOT") or DEFAULT_F32_DOT
     if mode not in F32_DOTS:
         raise ValueError(f"EMOLLM_TRITON_F32_DOT={mode!r}; expected one of {F32_DOTS}")
@@ -145,11 +161,11 @@ def f32_dot() -> str:
 
 
 def operands(dtype: torch.dtype) -> str:
-    """``"tc"`` when a distance dot over ``dtype`` tokens runs on tensor cores, else ``"fma"``."""
+    """How a distance dot over ``dtype`` tokens runs: ``"tc"``, ``"split"`` or ``"fma"``."""
     if dtype in (torch.bfloat16, torch.float16):
         return "tc"
-    if dtype == torch.float32 and f32_dot() != "ieee":
-        return "tc"
+    if dtype == torch.float32 and f32_dot() == "bf16x3":
+        return "split"
     return "fma"
 
 
