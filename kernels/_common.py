@@ -16,7 +16,7 @@ All kernels upcast bf16/f16 to float32 (float64 inputs, CPU only, compute in flo
 ``TRITON_INTERPRET=1`` the operands are upcast too: the interpreter computes bf16 dots wrongly, and
 products of bf16 values are exact in float32, so the upcast dot sums the same products.
 Float32 dots run as :func:`dot_mode` says: ``ieee`` (CUDA cores) by default, or on tensor cores
-through a bf16 or TF32 split whose error is added to the rounding bound (:func:`gram_rounding`).
+through a bf16 split whose error is added to the rounding bound (:func:`gram_rounding`).
 Tile sizes, warps and stages come from the launch table (``_launch.py``).
 """
 
@@ -38,11 +38,10 @@ DOT_NATIVE = 0  # bf16/f16 operands on tensor cores, float32 accumulate (GPU)
 DOT_IEEE = 1  # operands upcast to the compute dtype, CUDA-core FMA (float32/float64; bf16/f16 in the interpreter)
 DOT_BF16X3 = 2  # float32 split into bf16 hi + lo, three tensor-core products (GPU)
 DOT_BF16X3_EMULATED = 3  # the same split and products in the interpreter (float32 dots of bf16-exact parts)
-DOT_TF32X3 = 4  # Triton's three-TF32 split (the interpreter ignores it and multiplies in float32)
-# Relative error per product of the split modes, added to the rounding bound. bf16x3: a = hi + lo + r
-# with |lo| <= 2^-8|a|, |r| <= 2^-16|a|; the dropped lo·lo' and the residuals r·b', a·r' cost 3·2^-16
-# of |a·b|, rounded up to 4. tf32x3: the same with 11-bit parts: 3·2^-22, rounded up to 4.
-SPLIT_ERROR = {DOT_BF16X3: 4 * 2.0**-16, DOT_BF16X3_EMULATED: 4 * 2.0**-16, DOT_TF32X3: 4 * 2.0**-22}
+# Relative error per product of the split, added to the rounding bound: a = hi + lo + r with
+# |lo| <= 2^-8|a| and |r| <= 2^-16|a|; the dropped lo·lo' and the residuals r·b', a·r' cost
+# 3·2^-16 of |a·b|, rounded up to 4.
+SPLIT_ERROR = {DOT_BF16X3: 4 * 2.0**-16, DOT_BF16X3_EMULATED: 4 * 2.0**-16}
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -60,11 +59,8 @@ def dot_mode(x: Tensor) -> int:
     if x.dtype in (torch.bfloat16, torch.float16):
         return DOT_IEEE if interpreted() else DOT_NATIVE
     if x.dtype == torch.float32:
-        mode = f32_dot()
-        if mode == "bf16x3":
+        if f32_dot() == "bf16x3":
             return DOT_BF16X3_EMULATED if interpreted() else DOT_BF16X3
-        if mode == "tf32x3":
-            return DOT_TF32X3
     return DOT_IEEE
 
 
@@ -148,8 +144,6 @@ def gram_tile(acc, x_ptr, row_off, row_ok, col_off, col_ok, D, BLOCK_D: tl.const
             acc = split_dot(a, tl.trans(b), acc, False)
         elif DOT == 3:  # DOT_BF16X3_EMULATED
             acc = split_dot(a, tl.trans(b), acc, True)
-        elif DOT == 4:  # DOT_TF32X3
-            acc = tl.dot(a, tl.trans(b), acc, input_precision="tf32x3")
         else:  # DOT_IEEE
             acc = tl.dot(a.to(acc.dtype), tl.trans(b.to(acc.dtype)), acc, input_precision="ieee",
                          out_dtype=acc.dtype)
