@@ -16,12 +16,15 @@ synchronizes, so a row measures the kernels and not just their launch.
 ``gpu_check``: a bounded subset of the GPU groups. Its knobs: ``EMOLLM_BENCH_BUDGET_S`` (seconds of
 pytest-benchmark rounds per row, default 2), ``EMOLLM_BENCH_PEAK_MEMORY=0`` (no peak-memory
 subprocess), ``EMOLLM_BENCH_DRY_RUN=1`` (the gpu_check groups at tiny shapes on CPU: the script's
-own check, no meaningful number).
+own check, no meaningful number), ``EMOLLM_BENCH_STREAM=<file>`` (each row appended as one JSON
+line the moment it is measured: a run stopped at its time limit keeps what it measured, where
+pytest-benchmark's own JSON, written at the end, would be lost).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +44,7 @@ DEVICE = torch.device(os.environ.get("EMOLLM_BENCH_DEVICE", "cpu"))
 DRY_RUN = os.environ.get("EMOLLM_BENCH_DRY_RUN") == "1"
 BUDGET_S = float(os.environ.get("EMOLLM_BENCH_BUDGET_S", "2.0"))
 PEAK_MEMORY = os.environ.get("EMOLLM_BENCH_PEAK_MEMORY", "1") != "0"
+STREAM = os.environ.get("EMOLLM_BENCH_STREAM")
 # The triton backend with float32 dots split onto tensor cores (docs/kernels.md#float32-on-tensor-cores).
 TRITON_SPLIT = "triton+bf16x3"
 
@@ -49,9 +53,24 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu_check: a GPU group that make gpu-check runs (docs/gpu-check.md)")
 
 
+def _machine() -> dict:
+    """Device, versions and commit, and which backend each op picks automatically on the device."""
+    return {**describe(str(DEVICE)), "automatic": {op: _backend.automatic(op, DEVICE) for op in _backend._contracts}}
+
+
+def _stream(record: dict) -> None:
+    if STREAM:
+        with open(STREAM, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def pytest_sessionstart(session):
+    _stream({"machine_info": {"emollm": _machine()}})
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Record device, versions and commit where the JSON is written, at measurement time."""
-    machine_info["emollm"] = describe(str(DEVICE))
+    machine_info["emollm"] = _machine()
 
 
 def _skip_reason(name: str, op: str) -> str | None:
@@ -189,6 +208,9 @@ def run(benchmark, provider: str, fn: Callable[[], object], *, rounds: int | Non
         import triton.testing
 
         benchmark.extra_info["do_bench_median_ms"] = triton.testing.do_bench(fn, return_mode="median")
+    stats = benchmark.stats.stats
+    _stream({"group": benchmark.group, "name": benchmark.name, "extra_info": dict(benchmark.extra_info),
+             "stats": {"median": stats.median, "rounds": stats.rounds}})
 
 
 def extra_peak_mb(provider: str, shape: tuple[int, int, int], num_clusters: int, k: int) -> float:
