@@ -3,7 +3,7 @@ ops on the same backend (``<backend>+separate``), which shows what the fusion sa
 
 import pytest
 import torch
-from conftest import case_info, gpu_only, group_name, on_provider, providers, run, sized, tokens
+from conftest import bmm_floor, case_info, gpu_only, group_name, on_provider, providers, run, sized, tokens
 
 from emollm import ops
 
@@ -32,12 +32,14 @@ def test_dpc_cluster_merge(benchmark, provider, separate):
 IMAGE = (64, 576, 1024)
 
 
-@pytest.mark.parametrize("provider", providers("dpc_cluster_merge"))
+@pytest.mark.parametrize("provider", providers("dpc_cluster_merge", floor=True))
 @pytest.mark.parametrize("case", gpu_only((IMAGE, torch.bfloat16), check=[(IMAGE, torch.bfloat16)]))
 def test_dpc_cluster_merge_gpu(benchmark, provider, case):
     shape, dtype = case
     b, n, d = sized(shape)
     x = tokens((b, n, d), dtype=dtype)
     benchmark.group = group_name("dpc_cluster_merge", dtype, B=b, N=n, D=d)
-    run(benchmark, provider, on_provider(provider, lambda: ops.dpc_cluster_merge(x, min(NUM_CLUSTERS, n // 2), K)),
+    fn = bmm_floor(x) if provider == "bmm" else \
+        on_provider(provider, lambda: ops.dpc_cluster_merge(x, min(NUM_CLUSTERS, n // 2), K))
+    run(benchmark, provider, fn,
         num_clusters=NUM_CLUSTERS, k=K, **case_info("dpc_cluster_merge", shape, dtype))
