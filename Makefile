@@ -7,6 +7,12 @@
 #                    (requirements/lower.txt), against emollm built as a wheel in .venv-lower
 #   make test-wheel  the built wheel installed into clean environments: base only, and all extras
 #   make ci          the three above: what .ci/run runs
+#   make compile-gate  every Triton kernel variant compiled for sm_80 and sm_90 with the installed
+#                    Triton and with Triton 3.6 (build/triton36), and the CUDA sources through nvcc,
+#                    within register, spill and shared-memory budgets; no GPU needed
+#   make gpu-check   on a GPU machine: build the CUDA extension, run the gpu tests and the GPU
+#                    benchmarks, write benchmarks/results/<gpu>.json (docs/gpu-check.md)
+#   make gpu-check-dry  the same script's whole flow on CPU with tiny shapes
 #   make lock        refresh both lock files from pyproject.toml (uv pip compile)
 PYTHON ?= python3
 VENV := .venv
@@ -25,13 +31,14 @@ LOCK_FLAGS := --upgrade --python-version 3.11 --python-platform x86_64-manylinux
 # The suites that depend on transformers, peft and accelerate: what the lower bounds must pass.
 MODEL_TESTS := tests/model tests/training tests/evaluation tests/integrations tests/prompting tests/test_cli.py
 
-.PHONY: demo test test-lower test-wheel ci lint bench env lock clean
+.PHONY: demo test test-lower test-wheel ci lint bench env lock clean triton36 compile-gate gpu-check gpu-check-dry
 
 demo: $(STAMP)
 	$(BIN)/python -m emollm demo --out demo-out
 
+# The compile gate runs in its own target (minutes, and it wants build/triton36).
 test: $(STAMP) lint
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -m "not compile_gate"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -89,6 +96,30 @@ $(LOWER_STAMP): $(LOWER_BASE) $(SOURCES) $(PY_SOURCES)
 	$(LOWER)/bin/python -m pip install --quiet -c $(LOWER_LOCK) "$$(ls build/lower-wheel/emollm-*.whl)[dev]"
 	cd $(LOWER) && bin/python -m emollm env
 	touch $(LOWER_STAMP)
+
+# Triton 3.6, the GPU machine's, alone in a folder: the compile gate puts it first on PYTHONPATH
+# in the processes that compile (torch 2.13 imports beside it; nothing else is installed).
+TRITON36 := build/triton36
+$(TRITON36)/.installed: | $(BIN)/python
+	rm -rf $(TRITON36)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(TRITON36) triton==3.6.0
+	touch $@
+
+triton36: $(TRITON36)/.installed
+
+# The tables (registers, spills, shared memory per variant) are printed whether or not it passes.
+compile-gate: $(STAMP) triton36
+	$(BIN)/python -m pytest -p no:cacheprovider -m compile_gate tests/kernels/test_compile_gate.py -v; \
+		status=$$?; cat build/compile-gate/*.txt 2>/dev/null; exit $$status
+
+# On the GPU machine: its own python3 (torch 2.11+cu130, Triton 3.6), no venv, no package index.
+# Pass EMOLLM_COMMIT=<sha> there: the copy of the tree has no .git (docs/gpu-check.md).
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py
+
+gpu-check-dry: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --dry-run
 
 clean:
 	rm -rf build $(VENV) $(LOWER) emollm/_C*.so *.egg-info

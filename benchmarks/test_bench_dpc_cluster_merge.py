@@ -2,7 +2,8 @@
 ops on the same backend (``<backend>+separate``), which shows what the fusion saves."""
 
 import pytest
-from conftest import group_name, on_provider, providers, run, tokens
+import torch
+from conftest import bmm_floor, case_info, gpu_only, group_name, on_provider, providers, run, sized, tokens
 
 from emollm import ops
 
@@ -25,3 +26,20 @@ def test_dpc_cluster_merge(benchmark, provider, separate):
     fn = _separate if separate else (lambda x: ops.dpc_cluster_merge(x, NUM_CLUSTERS, K))
     run(benchmark, f"{provider}+separate" if separate else provider, on_provider(provider, lambda: fn(x)),
         num_clusters=NUM_CLUSTERS, k=K)
+
+
+# One MVP stage at the image shape of the GPU targets (make gpu-check).
+IMAGE = (64, 576, 1024)
+
+
+@pytest.mark.parametrize("provider", providers("dpc_cluster_merge", floor=True))
+@pytest.mark.parametrize("case", gpu_only((IMAGE, torch.bfloat16), check=[(IMAGE, torch.bfloat16)]))
+def test_dpc_cluster_merge_gpu(benchmark, provider, case):
+    shape, dtype = case
+    b, n, d = sized(shape)
+    x = tokens((b, n, d), dtype=dtype)
+    benchmark.group = group_name("dpc_cluster_merge", dtype, B=b, N=n, D=d)
+    fn = bmm_floor(x) if provider == "bmm" else \
+        on_provider(provider, lambda: ops.dpc_cluster_merge(x, min(NUM_CLUSTERS, n // 2), K))
+    run(benchmark, provider, fn,
+        num_clusters=NUM_CLUSTERS, k=K, **case_info("dpc_cluster_merge", shape, dtype))

@@ -17,7 +17,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICE, run
+from conftest import DEVICE, DRY_RUN, run
 
 pytest.importorskip("transformers")
 import transformers
@@ -62,18 +62,25 @@ VICUNA_7B = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_hea
 CLIP_VIT_L14 = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
                 "image_size": 224, "patch_size": 14}
 CLIP_BATCH = 64
+if DRY_RUN:  # make gpu-check's dry run: the same code on CPU with tiny stand-ins
+    SEQ, LM_LAYERS, CLIP_BATCH = 64, 2, 2
+    VICUNA_7B = {**VICUNA_7B, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+                 "num_key_value_heads": 4, "vocab_size": 128}
+    CLIP_VIT_L14 = {**CLIP_VIT_L14, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                    "num_attention_heads": 2, "image_size": 28}
 
 
 def attn_providers() -> list:
-    """One ``pytest.param`` per attention implementation; all skipped, with the reason, off CUDA."""
+    """One ``pytest.param`` per attention implementation; all skipped, with the reason, off CUDA
+    (except in make gpu-check's dry run). All are in make gpu-check (``gpu_check``)."""
     status = attn_implementation_status(DEVICE)
     params = []
     for impl in ATTN_IMPLEMENTATIONS:
         usable, why = status[impl]
-        if DEVICE.type != "cuda":
+        if DEVICE.type != "cuda" and not DRY_RUN:
             why, usable = "GPU benchmark: set EMOLLM_BENCH_DEVICE=cuda on a GPU machine", False
-        params.append(pytest.param(impl, id=impl, marks=[pytest.mark.gpu] + ([] if usable else
-                                                                                [pytest.mark.skip(reason=why)])))
+        marks = [pytest.mark.gpu, pytest.mark.gpu_check] + ([] if usable else [pytest.mark.skip(reason=why)])
+        params.append(pytest.param(impl, id=impl, marks=marks))
     return params
 
 
@@ -85,10 +92,12 @@ def _random_bf16(model_class, config, impl: str):
 
 
 def _timed_forward(benchmark, impl: str, forward, **info) -> None:
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(DEVICE)
+    if DEVICE.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(DEVICE)
     run(benchmark, impl, forward, **info)
-    benchmark.extra_info["peak_gb"] = round(torch.cuda.max_memory_allocated(DEVICE) / 2**30, 2)
+    if DEVICE.type == "cuda":
+        benchmark.extra_info["peak_gb"] = round(torch.cuda.max_memory_allocated(DEVICE) / 2**30, 2)
 
 
 @pytest.mark.parametrize("impl", attn_providers())
@@ -102,18 +111,21 @@ def test_lm_forward_attention(benchmark, impl):
             return model(input_ids=ids, use_cache=False).logits
 
     benchmark.group = f"vicuna-7b dims LM forward B=1 L={SEQ} layers={LM_LAYERS} bfloat16 {DEVICE.type}"
-    _timed_forward(benchmark, impl, forward, layers=LM_LAYERS, of_layers=32, tokens=SEQ)
+    _timed_forward(benchmark, impl, forward, layers=LM_LAYERS, of_layers=32, tokens=SEQ, op="lm_attention",
+                   shape=[1, 2048, 4096], dtype="bfloat16")
 
 
 @pytest.mark.parametrize("impl", attn_providers())
 def test_clip_vit_l14_attention(benchmark, impl):
     model = _random_bf16(transformers.CLIPVisionModel, transformers.CLIPVisionConfig(**CLIP_VIT_L14), impl)
-    pixels = torch.randn(CLIP_BATCH, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(DEVICE,
-                                                                                                  torch.bfloat16)
+    size = CLIP_VIT_L14["image_size"]
+    pixels = torch.randn(CLIP_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0)).to(DEVICE,
+                                                                                                    torch.bfloat16)
 
     def forward():
         with torch.no_grad():
             return model(pixel_values=pixels, output_hidden_states=True).hidden_states[-2]
 
     benchmark.group = f"clip_vitl14 forward B={CLIP_BATCH} N=257 bfloat16 {DEVICE.type}"
-    _timed_forward(benchmark, impl, forward, images=CLIP_BATCH)
+    _timed_forward(benchmark, impl, forward, images=CLIP_BATCH, op="clip_attention", shape=[64, 257, 1024],
+                   dtype="bfloat16")

@@ -13,31 +13,35 @@ few ulps of ``||x||²`` to cancellation. So, as in the C++ kernels (``csrc/cpu/c
 
 All kernels upcast bf16/f16 to float32 (float64 inputs, CPU only, compute in float64) except the
 ``tl.dot`` operands on a GPU, where bf16/f16 products are exact in the float32 accumulator. Under
-``TRITON_INTERPRET=1`` the operands are upcast too: the interpreter computes bf16 dots wrongly.
-Float32 dots use ``input_precision="ieee"``: TF32 would break the rounding bound.
+``TRITON_INTERPRET=1`` the operands are upcast too: the interpreter computes bf16 dots wrongly, and
+products of bf16 values are exact in float32, so the upcast dot sums the same products.
+Float32 dots run as :func:`dot_mode` says: ``ieee`` (CUDA cores) by default, or on tensor cores
+through a bf16 split whose error is added to the rounding bound (:func:`gram_rounding`).
+Tile sizes, warps and stages come from the launch table (``_launch.py``).
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-# Tile sizes. 64×64 distance tiles with 64-wide feature chunks keep a program's registers (the
-# tile, two operand chunks, the k-lists) within one SM's budget at 4 warps.
-BLOCK_M = 64
-BLOCK_N = 64
-BLOCK_D = 64
+from ._launch import Launch, f32_dot, interpreted, launch
+
 INF = float("inf")
 
-
-def interpreted() -> bool:
-    """Whether Triton runs in its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
+# How gram_tile multiplies (its DOT constexpr; dot_mode picks one per call).
+DOT_NATIVE = 0  # bf16/f16 operands on tensor cores, float32 accumulate (GPU)
+DOT_IEEE = 1  # operands upcast to the compute dtype, CUDA-core FMA (float32/float64; bf16/f16 in the interpreter)
+DOT_BF16X3 = 2  # float32 split into bf16 hi + lo, three tensor-core products (GPU)
+DOT_BF16X3_EMULATED = 3  # the same split and products in the interpreter (float32 dots of bf16-exact parts)
+# Relative error per product of the split, added to the rounding bound: a = hi + lo + r with
+# |lo| <= 2^-8|a| and |r| <= 2^-16|a|; the dropped lo·lo' and the residuals r·b', a·r' cost
+# 3·2^-16 of |a·b|, rounded up to 4.
+SPLIT_ERROR = {DOT_BF16X3: 4 * 2.0**-16, DOT_BF16X3_EMULATED: 4 * 2.0**-16}
 
 
 def compute_dtype(x: Tensor) -> torch.dtype:
@@ -49,15 +53,22 @@ def tl_compute_dtype(x: Tensor) -> tl.dtype:
     return tl.float64 if x.dtype == torch.float64 else tl.float32
 
 
-def upcast_dot(x: Tensor) -> bool:
-    """Whether ``tl.dot`` gets upcast operands: always in the interpreter, and for f32/f64."""
-    return interpreted() or x.dtype in (torch.float32, torch.float64)
+def dot_mode(x: Tensor) -> int:
+    """How ``gram_tile`` multiplies tokens ``x``: native bf16/f16 tensor cores on a GPU, float32 by
+    ``_launch.f32_dot()`` (``ieee`` unless a split mode is asked for), float64 in ieee."""
+    if x.dtype in (torch.bfloat16, torch.float16):
+        return DOT_IEEE if interpreted() else DOT_NATIVE
+    if x.dtype == torch.float32:
+        if f32_dot() == "bf16x3":
+            return DOT_BF16X3_EMULATED if interpreted() else DOT_BF16X3
+    return DOT_IEEE
 
 
-def gram_rounding(dim: int, dtype: torch.dtype) -> float:
+def gram_rounding(dim: int, dtype: torch.dtype, dot: int = DOT_IEEE) -> float:
     """Relative rounding bound of a Gram squared distance over ``dim`` features (per norm):
-    sums of length D lose about log2(D) ulps; the same bound as ``csrc/cpu/common.h``."""
-    return 4 * (math.log2(dim) + 1) * torch.finfo(dtype).eps
+    sums of length D lose about log2(D) ulps (the same bound as ``csrc/cpu/common.h``), plus the
+    per-product error of a split dot mode (``SPLIT_ERROR``)."""
+    return 4 * (math.log2(dim) + 1) * torch.finfo(dtype).eps + SPLIT_ERROR.get(dot, 0.0)
 
 
 def valid_tokens(x: Tensor, mask: Tensor | None) -> Tensor:
@@ -67,21 +78,57 @@ def valid_tokens(x: Tensor, mask: Tensor | None) -> Tensor:
     return mask.to(torch.int8).contiguous()
 
 
-def row_tolerance(sq: Tensor, valid: Tensor, dim: int) -> Tensor:
+def row_tolerance(sq: Tensor, valid: Tensor, dim: int, dot: int = DOT_IEEE) -> Tensor:
     """``[B,N]``: how far apart two squared Gram distances from row i must be for their order to
     be certain (the bound of ``Nearest`` in csrc/cpu/common.h, with ``||x_j||²`` bounded by the
-    sample's largest valid norm)."""
+    sample's largest valid norm; ``dot``: the mode that computed them)."""
     top = torch.where(valid.bool(), sq, 0).amax(1, keepdim=True)
-    return gram_rounding(dim, sq.dtype) * (2 * sq + 2 * top)
+    return gram_rounding(dim, sq.dtype, dot) * (2 * sq + 2 * top)
 
 
-def grid_rows(n: int, block: int = BLOCK_M) -> int:
+def grid_rows(n: int, block: int) -> int:
     return triton.cdiv(n, block)
 
 
 @triton.jit
-def gram_tile(acc, x_ptr, row_off, row_ok, col_off, col_ok, D, BLOCK_D: tl.constexpr, UPCAST: tl.constexpr):
-    """``acc[a, b] += x[row a] · x[col b]`` over all D features, f32 (or f64) accumulate.
+def round_bf16(a):
+    """float32 ``a`` rounded to the nearest bfloat16 (ties to even), still held in float32: the
+    interpreter's own ``.to(tl.bfloat16)`` rounds wrongly (509 of 1024 values off when measured),
+    so the split is done on the bits. Values here are finite and far below bf16's overflow."""
+    bits = a.to(tl.int32, bitcast=True)
+    bits = (bits + (0x7FFF + ((bits >> 16) & 1))) & -65536
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def split_dot(a, b, acc, EMULATED: tl.constexpr):
+    """``acc + a·b`` for float32 ``a [M,K]``, ``b [K,N]`` from bf16 parts: ``a = hi + lo + r`` with
+    ``|r| <= 2^-16 |a|``; ``hi·hi' + hi·lo' + lo·hi'`` are exact products summed in float32 (on
+    tensor cores on a GPU; ``EMULATED``: float32 dots of the same bf16-exact parts in the
+    interpreter). Small terms first."""
+    if EMULATED:
+        a_hi = round_bf16(a)
+        b_hi = round_bf16(b)
+        a_lo = round_bf16(a - a_hi)
+        b_lo = round_bf16(b - b_hi)
+        acc = tl.dot(a_lo, b_hi, acc, input_precision="ieee")
+        acc = tl.dot(a_hi, b_lo, acc, input_precision="ieee")
+        acc = tl.dot(a_hi, b_hi, acc, input_precision="ieee")
+    else:
+        a_hi = a.to(tl.bfloat16)
+        b_hi = b.to(tl.bfloat16)
+        a_lo = (a - a_hi.to(tl.float32)).to(tl.bfloat16)
+        b_lo = (b - b_hi.to(tl.float32)).to(tl.bfloat16)
+        acc = tl.dot(a_lo, b_hi, acc)
+        acc = tl.dot(a_hi, b_lo, acc)
+        acc = tl.dot(a_hi, b_hi, acc)
+    return acc
+
+
+@triton.jit
+def gram_tile(acc, x_ptr, row_off, row_ok, col_off, col_ok, D, BLOCK_D: tl.constexpr, DOT: tl.constexpr):
+    """``acc[a, b] += x[row a] · x[col b]`` over all D features, f32 (or f64) accumulate, the
+    product as ``DOT`` says (the ``DOT_*`` modes above).
 
     ``row_off``/``col_off`` are element offsets of the rows in ``x_ptr``; rows/cols not ``ok`` load
     as 0 (padded tokens may hold NaN: they are never read)."""
@@ -91,11 +138,15 @@ def gram_tile(acc, x_ptr, row_off, row_ok, col_off, col_ok, D, BLOCK_D: tl.const
         dm = d < D
         a = tl.load(x_ptr + row_off[:, None] + d[None, :], mask=row_ok[:, None] & dm[None, :], other=0.0)
         b = tl.load(x_ptr + col_off[:, None] + d[None, :], mask=col_ok[:, None] & dm[None, :], other=0.0)
-        if UPCAST:
+        if DOT == 0:  # DOT_NATIVE
+            acc = tl.dot(a, tl.trans(b), acc)
+        elif DOT == 2:  # DOT_BF16X3
+            acc = split_dot(a, tl.trans(b), acc, False)
+        elif DOT == 3:  # DOT_BF16X3_EMULATED
+            acc = split_dot(a, tl.trans(b), acc, True)
+        else:  # DOT_IEEE
             acc = tl.dot(a.to(acc.dtype), tl.trans(b.to(acc.dtype)), acc, input_precision="ieee",
                          out_dtype=acc.dtype)
-        else:
-            acc = tl.dot(a, tl.trans(b), acc)
     return acc
 
 
@@ -135,7 +186,8 @@ def sqnorm(x: Tensor, valid: Tensor) -> Tensor:
     """``[B,N]`` squared norms in the compute dtype (0 for padded tokens)."""
     b, n, d = x.shape
     out = torch.empty(b, n, dtype=compute_dtype(x), device=x.device)
-    _sqnorm_kernel[(triton.cdiv(b * n, BLOCK_M),)](x, valid, out, b * n, d, tl_compute_dtype(x), BLOCK_M, BLOCK_D)
+    cfg = launch("sqnorm", device=x.device)
+    _sqnorm_kernel[(triton.cdiv(b * n, cfg["BLOCK_R"]),)](x, valid, out, b * n, d, tl_compute_dtype(x), **cfg.kwargs())
     return out
 
 
@@ -172,10 +224,11 @@ def pair_sqdist(x: Tensor, cand: Tensor) -> Tensor:
     length = cand.shape[2]
     out = torch.empty(b, n, length, dtype=compute_dtype(x), device=x.device)
     block_l = triton.next_power_of_2(length)
-    block_m = max(1, min(BLOCK_M, 4096 // (block_l * 32)))  # keeps the [M, L, D] operand tile small
-    block_m = triton.next_power_of_2(block_m)
-    _pair_sqdist_kernel[(b, triton.cdiv(n, block_m))](x, cand, out, n, d, length, tl_compute_dtype(x),
-                                                      block_m, block_l, 32)
+    cfg = launch("pair_sqdist", device=x.device)
+    # Rows shrink as L grows: the [M, L, BLOCK_D] operand tile stays at most 4096 elements.
+    block_m = triton.next_power_of_2(max(1, min(cfg["BLOCK_M"], 4096 // (block_l * cfg["BLOCK_D"]))))
+    cfg = Launch({**cfg.blocks, "BLOCK_M": block_m, "BLOCK_L": block_l}, cfg.num_warps, cfg.num_stages)
+    _pair_sqdist_kernel[(b, triton.cdiv(n, block_m))](x, cand, out, n, d, length, tl_compute_dtype(x), **cfg.kwargs())
     return out
 
 
@@ -245,12 +298,10 @@ def exact_nearest(x: Tensor, rows: Tensor, *, valid: Tensor | None = None, rho: 
     denser = centers is None
     m = n if denser else centers.shape[1]
     dummy = key  # an unused pointer argument
-    # GPU: a [16, 32, 16] difference tile per step. The interpreter pays per step, not per element,
-    # so it takes 16x bigger steps (dpc_delta on 600 twinned tokens: 12.9 s -> 4.0 s).
-    br, bn, bd = (64, 128, 64) if interpreted() else (16, 32, 16)
-    _exact_nearest_kernel[(b, triton.cdiv(r, br))](x, valid if denser else dummy, rho if denser else dummy,
-                                                   dummy if denser else centers.contiguous(), rows.contiguous(), key,
-                                                   n, r, m, d, denser, tl_compute_dtype(x), br, bn, bd)
+    cfg = launch("exact_nearest", device=x.device)
+    _exact_nearest_kernel[(b, triton.cdiv(r, cfg["BLOCK_R"]))](
+        x, valid if denser else dummy, rho if denser else dummy, dummy if denser else centers.contiguous(),
+        rows.contiguous(), key, n, r, m, d, denser, tl_compute_dtype(x), **cfg.kwargs())
     return key
 
 

@@ -21,9 +21,7 @@ from torch import Tensor
 from emollm.ops._backend import register
 
 from ._common import compute_dtype, tl_compute_dtype
-
-BLOCK_T = 32  # members per step
-BLOCK_F = 64  # features per program
+from ._launch import launch
 
 
 @triton.jit
@@ -75,6 +73,7 @@ def cluster_merge(x: Tensor, assign: Tensor, num_clusters: int, weight: Tensor |
     # and [B,C,D] is small next to x.
     out = torch.empty(b, num_clusters, d, dtype=compute_dtype(x), device=x.device)
     w = weight.to(compute_dtype(x)).contiguous() if weight is not None else order  # order: unused pointer
-    _segment_mean_kernel[(b * num_clusters, triton.cdiv(d, BLOCK_F))](
-        x, w, order, start, count, out, n, num_clusters, d, weight is not None, tl_compute_dtype(x), BLOCK_T, BLOCK_F)
+    cfg = launch("segment_mean", device=x.device)  # BLOCK_T members per step, BLOCK_F features per program
+    _segment_mean_kernel[(b * num_clusters, triton.cdiv(d, cfg["BLOCK_F"]))](
+        x, w, order, start, count, out, n, num_clusters, d, weight is not None, tl_compute_dtype(x), **cfg.kwargs())
     return out.to(x.dtype)

@@ -25,27 +25,25 @@ from emollm.ops._backend import register
 
 from . import cluster_merge as _merge
 from ._common import (
-    BLOCK_D,
-    BLOCK_M,
-    BLOCK_N,
     compact_rows,
     compute_dtype,
+    dot_mode,
     exact_nearest,
     far_pair_sqdist,
     gram_tile,
     grid_rows,
     nearest_update,
     row_tolerance,
-    upcast_dot,
     update_rows,
 )
+from ._launch import launch
 from .dpc_delta import finish_delta, nearest_denser
 from .knn_density import KnnLists, density, knn_lists
 
 
 @triton.jit
 def _assign_kernel(x_ptr, sq_ptr, valid_ptr, centers_ptr, b1_ptr, k1_ptr, b2_ptr, N, C, D,
-                   UPCAST: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                   DOT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_in = rows < N
@@ -63,7 +61,7 @@ def _assign_kernel(x_ptr, sq_ptr, valid_ptr, centers_ptr, b1_ptr, k1_ptr, b2_ptr
         tok = tl.load(centers_ptr + b * C + cs, mask=c_in, other=0)
         sq_c = tl.load(sq_ptr + b * N + tok, mask=c_in, other=0.0)
         dot = gram_tile(tl.zeros((BLOCK_M, BLOCK_N), cdt), x_ptr, base + rows.to(tl.int64) * D, row_ok,
-                        base + tok.to(tl.int64) * D, c_in, D, BLOCK_D, UPCAST)
+                        base + tok.to(tl.int64) * D, c_in, D, BLOCK_D, DOT)
         d2 = tl.maximum(sq_i[:, None] + sq_c[None, :] - 2 * dot, 0.0)
         b1, k1, b2 = nearest_update(b1, k1, b2, tl.where(row_ok[:, None] & c_in[None, :], d2, float("inf")), c0)
     out = b * N + rows
@@ -80,10 +78,10 @@ def assign_to_centers(x: Tensor, sq: Tensor, valid: Tensor, centers: Tensor) -> 
     b1 = torch.empty(b, n, dtype=compute_dtype(x), device=x.device)
     b2 = torch.empty_like(b1)
     k1 = torch.empty(b, n, dtype=torch.int64, device=x.device)
-    _assign_kernel[(b, grid_rows(n))](x, sq, valid, centers, b1, k1, b2, n, c, d, upcast_dot(x),
-                                      BLOCK_M, BLOCK_N, BLOCK_D)
+    cfg, dot = launch("assign", x), dot_mode(x)
+    _assign_kernel[(b, grid_rows(n, cfg["BLOCK_M"]))](x, sq, valid, centers, b1, k1, b2, n, c, d, dot, **cfg.kwargs())
     ok = valid.bool()
-    unsure = ok & (b2 - b1 <= row_tolerance(sq, valid, d))
+    unsure = ok & (b2 - b1 <= row_tolerance(sq, valid, d, dot))
     if bool(unsure.any()):
         rows = compact_rows(unsure)
         k1 = update_rows(k1, rows, exact_nearest(x, rows, centers=centers))
@@ -91,9 +89,9 @@ def assign_to_centers(x: Tensor, sq: Tensor, valid: Tensor, centers: Tensor) -> 
     return k1.scatter(1, centers, ids).masked_fill(~ok, -1)
 
 
-def knn_parent(lists: KnnLists, rho: Tensor, dim: int) -> Tensor:
+def knn_parent(lists: KnnLists, rho: Tensor, dim: int, dot: int) -> Tensor:
     """``[B,N]``: the parent each valid token's kNN list proves (the kNN-parent shortcut), -1
-    where it proves none (``dim``: D, for the rounding bound)."""
+    where it proves none (``dim``: D, and ``dot``: the scan's dot mode, for the rounding bound)."""
     idx, n = lists.idx, lists.idx.shape[1]
     me = torch.arange(n, device=idx.device)[None, :, None]
     r_j = rho.gather(1, idx.clamp_min(0).flatten(1)).view_as(idx)
@@ -105,7 +103,7 @@ def knn_parent(lists: KnnLists, rho: Tensor, dim: int) -> Tensor:
     # A token outside the list has Gram distance >= the k-th one, so exactly >= it minus the bound:
     # the list's best is the parent when it is exactly below that.
     kth = lists.gram.amax(-1)
-    proven = lists.valid.bool() & (j < n) & (best < kth - row_tolerance(lists.sq, lists.valid, dim))
+    proven = lists.valid.bool() & (j < n) & (best < kth - row_tolerance(lists.sq, lists.valid, dim, dot))
     return torch.where(proven, j, -1)
 
 
@@ -115,7 +113,7 @@ def dpc_cluster(x: Tensor, num_clusters: int, k: int, mask: Tensor | None,
     x = x.contiguous()
     lists = knn_lists(x, k, mask, include_self)
     rho = density(lists, k, x.shape[-1])
-    parent = knn_parent(lists, rho, x.shape[-1])
+    parent = knn_parent(lists, rho, x.shape[-1], dot_mode(x))
     rows = compact_rows(lists.valid.bool() & (parent < 0))
     if rows.shape[1] > 0:
         (found,) = nearest_denser(x, lists.sq, lists.valid, rho, rows)

@@ -20,11 +20,9 @@ from torch import Tensor
 from emollm.ops._backend import register
 
 from ._common import (
-    BLOCK_D,
-    BLOCK_M,
-    BLOCK_N,
     compact_rows,
     compute_dtype,
+    dot_mode,
     exact_nearest,
     far_pair_sqdist,
     gram_tile,
@@ -33,15 +31,15 @@ from ._common import (
     pair_sqdist,
     row_tolerance,
     sqnorm,
-    upcast_dot,
     update_rows,
     valid_tokens,
 )
+from ._launch import launch
 
 
 @triton.jit
 def _denser_scan_kernel(x_ptr, sq_ptr, valid_ptr, rho_ptr, rows_ptr, b1_ptr, j1_ptr, b2_ptr, far_ptr, farj_ptr,
-                        N, R, D, TRACK_FAR: tl.constexpr, UPCAST: tl.constexpr, BLOCK_M: tl.constexpr,
+                        N, R, D, TRACK_FAR: tl.constexpr, DOT: tl.constexpr, BLOCK_M: tl.constexpr,
                         BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0)
     r = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -68,7 +66,7 @@ def _denser_scan_kernel(x_ptr, sq_ptr, valid_ptr, rho_ptr, rows_ptr, b1_ptr, j1_
         sq_j = tl.load(sq_ptr + b * N + cols, mask=col_in, other=0.0)
         rho_j = tl.load(rho_ptr + b * N + cols, mask=col_in, other=0.0)
         dot = gram_tile(tl.zeros((BLOCK_M, BLOCK_N), cdt), x_ptr, row_off, row_ok,
-                        base + cols.to(tl.int64) * D, col_ok, D, BLOCK_D, UPCAST)
+                        base + cols.to(tl.int64) * D, col_ok, D, BLOCK_D, DOT)
         d2 = tl.maximum(sq_i[:, None] + sq_j[None, :] - 2 * dot, 0.0)
         pair_ok = row_ok[:, None] & col_ok[None, :]
         # j is denser than i: higher density, or equal and a lower index (never i itself)
@@ -113,11 +111,12 @@ def nearest_denser(x: Tensor, sq: Tensor, valid: Tensor, rho: Tensor, rows: Tens
     b2 = torch.empty_like(b1)
     j1 = torch.empty(b, r, dtype=torch.int64, device=x.device)
     far, far_j = (torch.empty_like(b1), torch.empty_like(j1)) if track_far else (b1, j1)
-    _denser_scan_kernel[(b, grid_rows(r))](x, sq, valid, rho, rows, b1, j1, b2, far, far_j, n, r, d,
-                                           track_far, upcast_dot(x), BLOCK_M, BLOCK_N, BLOCK_D)
+    cfg, dot = launch("denser_scan", x), dot_mode(x)
+    _denser_scan_kernel[(b, grid_rows(r, cfg["BLOCK_M"]))](x, sq, valid, rho, rows, b1, j1, b2, far, far_j, n, r, d,
+                                                           track_far, dot, **cfg.kwargs())
     # Near-ties (duplicates among the denser tokens, for one): decided from explicit differences.
     safe = rows.clamp_min(0)
-    tol = row_tolerance(sq, valid, d).gather(1, safe)
+    tol = row_tolerance(sq, valid, d, dot).gather(1, safe)
     unsure = (rows >= 0) & (j1 >= 0) & (b2 - b1 <= tol)
     if bool(unsure.any()):
         pos = compact_rows(unsure)  # [B,U] positions in the row list

@@ -23,26 +23,21 @@ from torch import Tensor
 from emollm.ops._backend import register
 
 from ._common import (
-    BLOCK_D,
-    BLOCK_M,
-    BLOCK_N,
     compute_dtype,
+    dot_mode,
     far_pair_sqdist,
     gram_rounding,
     gram_tile,
     grid_rows,
     sqnorm,
     tl_compute_dtype,
-    upcast_dot,
     valid_tokens,
 )
-
-BLOCK_I = 32  # rows per adjacency program; its f64 recheck tile is [32, 64, 8]
-BLOCK_F = 64  # features per propagate program
+from ._launch import launch
 
 
 @triton.jit
-def _farthest_kernel(z_ptr, sq_ptr, valid_ptr, far_ptr, farj_ptr, C, F, UPCAST: tl.constexpr,
+def _farthest_kernel(z_ptr, sq_ptr, valid_ptr, far_ptr, farj_ptr, C, F, DOT: tl.constexpr,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -58,7 +53,7 @@ def _farthest_kernel(z_ptr, sq_ptr, valid_ptr, far_ptr, farj_ptr, C, F, UPCAST: 
         col_ok = col_in & (tl.load(valid_ptr + b * C + cols, mask=col_in, other=0) != 0)
         sq_j = tl.load(sq_ptr + b * C + cols, mask=col_in, other=0.0)
         dot = gram_tile(tl.zeros((BLOCK_M, BLOCK_N), sq_i.dtype), z_ptr, base + rows.to(tl.int64) * F, row_ok,
-                        base + cols.to(tl.int64) * F, col_ok, F, BLOCK_D, UPCAST)
+                        base + cols.to(tl.int64) * F, col_ok, F, BLOCK_D, DOT)
         d2 = sq_i[:, None] + sq_j[None, :] - 2 * dot
         d2 = tl.where(row_ok[:, None] & col_ok[None, :] & (rows[:, None] != cols[None, :]), d2, -1.0)
         m = tl.max(d2, 1)
@@ -72,7 +67,7 @@ def _farthest_kernel(z_ptr, sq_ptr, valid_ptr, far_ptr, farj_ptr, C, F, UPCAST: 
 
 @triton.jit
 def _edges_kernel(z_ptr, sq_ptr, valid_ptr, thr2_ptr, dmax_ptr, tau_ptr, bits_ptr, deg_ptr, C, F, W, rel,
-                  UPCAST: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_X: tl.constexpr):
+                  DOT: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_X: tl.constexpr):
     b = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
     row_in = rows < C
@@ -93,7 +88,7 @@ def _edges_kernel(z_ptr, sq_ptr, valid_ptr, thr2_ptr, dmax_ptr, tau_ptr, bits_pt
         col_ok = col_in & (tl.load(valid_ptr + b * C + cols, mask=col_in, other=0) != 0)
         sq_j = tl.load(sq_ptr + b * C + cols, mask=col_in, other=0.0)
         dot = gram_tile(tl.zeros((BLOCK_I, 64), sq_i.dtype), z_ptr, row_off, row_ok, base + cols.to(tl.int64) * F,
-                        col_ok, F, BLOCK_D, UPCAST)
+                        col_ok, F, BLOCK_D, DOT)
         d2 = sq_i[:, None] + sq_j[None, :] - 2 * dot
         pair_ok = row_ok[:, None] & col_ok[None, :]
         edge = d2 <= thr2
@@ -129,14 +124,17 @@ def gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, T
     sq = sqnorm(z, valid)
     far = torch.empty(b, c, dtype=sq.dtype, device=z.device)
     far_j = torch.empty(b, c, dtype=torch.int64, device=z.device)
-    _farthest_kernel[(b, grid_rows(c))](z, sq, valid, far, far_j, c, f, upcast_dot(z), BLOCK_M, BLOCK_N, BLOCK_D)
+    dot = dot_mode(z)
+    cfg = launch("farthest", z)
+    _farthest_kernel[(b, grid_rows(c, cfg["BLOCK_M"]))](z, sq, valid, far, far_j, c, f, dot, **cfg.kwargs())
     dmax = far_pair_sqdist(z, far, far_j, valid, torch.float64).sqrt()  # the normalizer, exactly
     thr2 = (tau * tau * dmax * dmax).to(sq.dtype)
     bits = torch.empty(b, c, words, dtype=torch.int64, device=z.device)
     deg = torch.empty(b, c, dtype=torch.int32, device=z.device)
     tau_t = torch.tensor([tau], dtype=torch.float64, device=z.device)
-    _edges_kernel[(b, triton.cdiv(c, BLOCK_I))](z, sq, valid, thr2, dmax, tau_t, bits, deg, c, f, words,
-                                                gram_rounding(f, sq.dtype), upcast_dot(z), BLOCK_I, BLOCK_D, 8)
+    cfg = launch("edges", z)  # BLOCK_I rows per program; the f64 recheck tile is [BLOCK_I, 64, BLOCK_X]
+    _edges_kernel[(b, triton.cdiv(c, cfg["BLOCK_I"]))](z, sq, valid, thr2, dmax, tau_t, bits, deg, c, f, words,
+                                                       gram_rounding(f, sq.dtype, dot), dot, **cfg.kwargs())
     dinv = torch.where(deg > 0, deg.double().clamp_min(1).rsqrt(), 0).float()
     return bits, dinv
 
@@ -166,6 +164,7 @@ def gcn_propagate(bits: Tensor, dinv: Tensor, h: Tensor) -> Tensor:
     b, c, f = h.shape
     h = h.contiguous()
     out = torch.empty(h.shape, dtype=compute_dtype(h), device=h.device)  # rounded by torch, see cluster_merge
-    _propagate_kernel[(b * c, triton.cdiv(f, BLOCK_F))](bits.contiguous(), dinv.float().contiguous(), h, out, c, f,
-                                                         bits.shape[2], tl_compute_dtype(h), BLOCK_F)
+    cfg = launch("propagate", device=h.device)
+    _propagate_kernel[(b * c, triton.cdiv(f, cfg["BLOCK_F"]))](
+        bits.contiguous(), dinv.float().contiguous(), h, out, c, f, bits.shape[2], tl_compute_dtype(h), **cfg.kwargs())
     return out.to(h.dtype)

@@ -24,23 +24,13 @@ from torch import Tensor
 
 from emollm.ops._backend import register
 
-from ._common import (
-    BLOCK_D,
-    BLOCK_M,
-    BLOCK_N,
-    compute_dtype,
-    gram_tile,
-    grid_rows,
-    pair_sqdist,
-    sqnorm,
-    upcast_dot,
-    valid_tokens,
-)
+from ._common import compute_dtype, dot_mode, gram_tile, grid_rows, pair_sqdist, sqnorm, valid_tokens
+from ._launch import launch
 
 
 @triton.jit
 def _knn_scan_kernel(x_ptr, sq_ptr, valid_ptr, idx_ptr, dist_ptr, max_ptr, maxj_ptr, N, D,
-                     K: tl.constexpr, KP: tl.constexpr, INCLUDE_SELF: tl.constexpr, UPCAST: tl.constexpr,
+                     K: tl.constexpr, KP: tl.constexpr, INCLUDE_SELF: tl.constexpr, DOT: tl.constexpr,
                      BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     b = tl.program_id(0)
     rows = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -64,7 +54,7 @@ def _knn_scan_kernel(x_ptr, sq_ptr, valid_ptr, idx_ptr, dist_ptr, max_ptr, maxj_
         col_ok = col_in & (tl.load(valid_ptr + b * N + cols, mask=col_in, other=0) != 0)
         sq_j = tl.load(sq_ptr + b * N + cols, mask=col_in, other=0.0)
         dot = gram_tile(tl.zeros((BLOCK_M, BLOCK_N), cdt), x_ptr, row_off, row_ok,
-                        base + cols.to(tl.int64) * D, col_ok, D, BLOCK_D, UPCAST)
+                        base + cols.to(tl.int64) * D, col_ok, D, BLOCK_D, DOT)
         d2 = tl.maximum(sq_i[:, None] + sq_j[None, :] - 2 * dot, 0.0)
         is_self = rows[:, None] == cols[None, :]
         pair_ok = row_ok[:, None] & col_ok[None, :]
@@ -130,9 +120,10 @@ def knn_lists(x: Tensor, k: int, mask: Tensor | None, include_self: bool) -> Knn
     gram = torch.empty(b, n, k, dtype=cdt, device=x.device)
     far = torch.empty(b, n, dtype=cdt, device=x.device)
     far_j = torch.empty(b, n, dtype=torch.int64, device=x.device)
-    _knn_scan_kernel[(b, grid_rows(n))](x, sq, valid, idx, gram, far, far_j, n, d, k,
-                                         triton.next_power_of_2(k), include_self, upcast_dot(x),
-                                         BLOCK_M, BLOCK_N, BLOCK_D)
+    cfg = launch("knn_scan", x)
+    _knn_scan_kernel[(b, grid_rows(n, cfg["BLOCK_M"]))](x, sq, valid, idx, gram, far, far_j, n, d, k,
+                                                        triton.next_power_of_2(k), include_self, dot_mode(x),
+                                                        **cfg.kwargs())
     return KnnLists(idx, gram, pair_sqdist(x, idx), far, far_j, sq, valid)
 
 

@@ -3,8 +3,8 @@
 ``knn_density``, ``dpc_delta`` and ``dpc_cluster`` (a stable top-C of ``rho * delta`` and the
 nearest-center kernel), registered by ``csrc/cuda_ops.cpp`` under ``torch.ops.emollm_C``; the
 other ops fall through to the automatic choice. The kernels keep a row's k nearest one per lane
-of a warp, so they take ``k <= 32``; a larger ``k`` goes to the next backend of the automatic
-order (the paper's stages use k = 5 and 3). How they work: docs/cuda.md.
+of a warp, so they take ``k <= 32``; a larger ``k`` goes to ``triton`` (else ``reference``), the
+paper's stages use k = 5 and 3. How they work: docs/cuda.md.
 """
 
 from __future__ import annotations
@@ -40,12 +40,17 @@ def _kernel(op: str) -> Callable | None:
     def run(*args):
         if args[_K_ARGUMENT[op]] <= MAX_K:
             return kernel(*args)
-        after = _backend.automatic(op, args[0].device, after="cuda")
-        return _backend.implementation(op, after)(*args)
+        # The automatic choice, or (where that is this backend) the next in line: triton, else reference.
+        other = _backend.automatic(op, args[0].device)
+        if other == "cuda":
+            other = _backend.automatic(op, args[0].device, after="cuda")
+        return _backend.implementation(op, other)(*args)
 
     return run
 
 
+# After triton on CUDA: float32 FMA tiles, no tensor cores (docs/cuda.md). Unmeasured on a GPU so
+# far; `make gpu-check` times both backends and decides the order (docs/gpu-check.md).
 BACKEND = _backend.declare(_backend.Backend(
-    "cuda", devices=frozenset({"cuda"}), auto_rank={"cuda": 0}, status=_status, kernels=_kernel,
+    "cuda", devices=frozenset({"cuda"}), auto_rank={"cuda": 1}, status=_status, kernels=_kernel,
 ))

@@ -44,8 +44,10 @@ def _status() -> tuple[bool, str]:
     return False, "no CUDA GPU; set TRITON_INTERPRET=1 to run the Triton kernels on CPU (slow)"
 
 
+# First on CUDA: its bf16 tiles run on tensor cores, the cuda backend's on CUDA-core FMA. No GPU has
+# measured the two yet; `make gpu-check` times both (docs/gpu-check.md) and decides this order.
 BACKEND = declare(Backend(
-    "triton", devices=frozenset({"cuda", "cpu"} if INTERPRETED else {"cuda"}), auto_rank={"cuda": 1},
+    "triton", devices=frozenset({"cuda", "cpu"} if INTERPRETED else {"cuda"}), auto_rank={"cuda": 0},
     interpreted=INTERPRETED, status=_status,
 ))
 load()

@@ -1,10 +1,14 @@
 """The triton backend on CUDA at moderate sizes, against the reference run in float64 on CPU
-(the float64 oracle is O(N²·D) Python and too slow here), and the large-N memory bound."""
+(the float64 oracle is O(N²·D) Python and too slow here), and the large-N memory bound.
+
+float32 runs in both dot modes: ``ieee`` (CUDA cores, the default) and ``bf16x3`` (the split onto
+tensor cores, docs/kernels.md#float32-on-tensor-cores), which only a GPU runs on tensor cores."""
 
 import pytest
 import torch
 
 from emollm import ops
+from emollm.kernels import _launch
 from emollm.ops.reference import unpack_bits
 from tests.kernels.helpers import on, triton
 from tests.ops.helpers import close, close_dist, random_mask, tokens
@@ -12,7 +16,17 @@ from tests.ops.helpers import close, close_dist, random_mask, tokens
 pytestmark = [pytest.mark.gpu, pytest.mark.triton]
 
 SHAPES = [(4, 576, 256), (1, 3000, 128)]
-DTYPES = [torch.float32, torch.bfloat16]
+DTYPES = [pytest.param((torch.float32, "ieee"), id="f32-ieee"),
+          pytest.param((torch.float32, "bf16x3"), id="f32-bf16x3"),
+          pytest.param((torch.bfloat16, "ieee"), id="bf16")]
+
+
+@pytest.fixture
+def dtype(request):
+    """The token dtype, inside the float32 dot mode of the parameter."""
+    dtype, mode = request.param
+    with _launch.f32_dot_mode(mode):
+        yield dtype
 
 
 def _pair(shape, dtype):
@@ -24,7 +38,7 @@ def _f64(fn, *args, **kwargs):
     return on("reference", fn, *args, **kwargs)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, indirect=True)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_knn_density(shape, dtype):
     xg, x64 = _pair(shape, dtype)
@@ -34,7 +48,7 @@ def test_knn_density(shape, dtype):
         close(rho.cpu(), _f64(ops.knn_density, x64, 5, mask=mask, include_self=include_self))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, indirect=True)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_dpc_delta(shape, dtype):
     xg, x64 = _pair(shape, dtype)
@@ -45,7 +59,7 @@ def test_dpc_delta(shape, dtype):
     close_dist(delta.cpu(), want_delta, "triton")
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, indirect=True)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_dpc_cluster_and_merge(shape, dtype):
     xg, x64 = _pair(shape, dtype)
@@ -65,7 +79,7 @@ def test_twins_on_gpu():
     assert torch.equal(centers.cpu(), want_c) and torch.equal(assign.cpu(), want_a)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dtype", DTYPES, indirect=True)
 def test_gcn(dtype):
     z = tokens(64, 64, 1024, dtype=dtype)
     for tau in (0.1, 0.9, 0.95):
