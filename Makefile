@@ -6,7 +6,7 @@
 #   make test-lower  the model, training and evaluation tests on every declared lower bound
 #                    (requirements/lower.txt), against emollm built as a wheel in .venv-lower
 #   make test-wheel  the built wheel installed into clean environments: base only, and all extras
-#   make ci          the three above: what .ci/run runs
+#   make ci          the three above and the compile gate: what .ci/run runs
 #   make compile-gate  every Triton kernel variant compiled for sm_80 and sm_90 with the installed
 #                    Triton and with Triton 3.6 (build/triton36), and the CUDA sources through nvcc,
 #                    within register, spill and shared-memory budgets; no GPU needed
@@ -29,7 +29,8 @@ BUILD_TOOLS := setuptools wheel pybind11 cmake ninja
 # uv's platform for the lock files: CI's (Linux x86_64, glibc 2.28+, Python 3.11).
 LOCK_FLAGS := --upgrade --python-version 3.11 --python-platform x86_64-manylinux_2_28 --quiet
 # The suites that depend on transformers, peft and accelerate: what the lower bounds must pass.
-MODEL_TESTS := tests/model tests/training tests/evaluation tests/integrations tests/prompting tests/test_cli.py
+MODEL_TESTS := tests/model tests/training tests/evaluation tests/integrations tests/prompting tests/inference \
+	tests/test_cli.py
 
 .PHONY: demo test test-lower test-wheel ci lint bench env lock clean triton36 compile-gate gpu-check gpu-check-dry
 
@@ -51,7 +52,7 @@ test-wheel: $(STAMP)
 	rm -rf build/wheel && $(BIN)/pip wheel --quiet --no-build-isolation --no-deps -w build/wheel .
 	EMOLLM_WHEEL_DIR=build/wheel EMOLLM_WHEEL_CONSTRAINTS=$(LOCK) $(BIN)/python -m pytest tests/packaging -v
 
-ci: test test-lower test-wheel
+ci: test test-lower test-wheel compile-gate
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-json=benchmarks/results/last-run.json -q
