@@ -40,10 +40,10 @@ class GCNGraph(NamedTuple):
 
 @torch.library.custom_op("emollm::gcn_adjacency", mutates_args=())
 def _gcn_adjacency(z: Tensor, tau: float, mask: Tensor | None) -> tuple[Tensor, Tensor]:
-    # The graph depends on distance ratios only: each sample is scaled by a power of two (exact)
-    # so that subnormal or huge nodes neither underflow to one point nor overflow.
+    # The graph depends on distance ratios only: a sample of subnormal or huge nodes is scaled by a
+    # power of two (exact) so that its nodes neither underflow to one point nor overflow.
     acc = torch.float64 if z.dtype == torch.float64 else torch.float32
-    z = _checks.pow2_scaled(z, mask).to(acc)
+    z = _checks.scaled_if_needed(z, mask, acc)
     return _backend.call("gcn_adjacency", z=z, tau=tau, mask=mask)
 
 

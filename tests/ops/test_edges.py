@@ -50,7 +50,9 @@ def test_nan_is_still_called_nan(backend):
         ops.knn_density(x, 3)
 
 
-@pytest.mark.parametrize("magnitude", [1e-40, 1e30], ids=["subnormal", "huge"])
+# Inside and just outside the window that is computed unscaled (emollm/ops/_checks.py SAFE_EXPONENT).
+@pytest.mark.parametrize("magnitude", [1e-40, 2.0 ** -21, 2.0 ** -19, 1.0, 2.0 ** 19, 2.0 ** 21, 1e30],
+                         ids=["subnormal", "below-window", "window-low", "one", "window-high", "above-window", "huge"])
 def test_gcn_graph_is_scale_free(backend, magnitude):
     # d / max d does not change with the scale of the nodes: subnormal nodes must not collapse to
     # one point (the complete graph), huge ones must not overflow.
@@ -60,6 +62,8 @@ def test_gcn_graph_is_scale_free(backend, magnitude):
     graph = ops.gcn_adjacency((z * magnitude).float(), 0.4)
     got = graph.dense() > 0
     assert torch.equal(got, want_a > 0)
+    if magnitude != 1.0:  # and the same graph as at scale 1, bit for bit
+        assert torch.equal(graph.bits, ops.gcn_adjacency(z.float(), 0.4).bits)
 
 
 def test_tiny_weights_give_the_same_mean(backend):
