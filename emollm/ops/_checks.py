@@ -175,6 +175,9 @@ def _masked_stats(x: Tensor, mask: Tensor | None, acc: torch.dtype) -> tuple[Ten
     return total / count[:, None, None], torch.where(mask, sq, 0).sum(1) / count
 
 
+SAMPLED_TOKENS = 16  # per sample, in center_for_gram's dominance test
+
+
 def center_for_gram(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """``(x - shift, shift)``: each sample moved by the mean of its valid tokens when that mean dominates.
 
@@ -183,13 +186,16 @@ def center_for_gram(x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | No
     few large, nearly constant channels): with ``x = 1000 + randn`` the wrong neighbours win.
     Distances do not change under translation, so a sample whose squared mean norm exceeds half
     its mean squared norm (the offset dominates the spread) is centered first. The test reads
-    at most 64 evenly spaced tokens per sample (the factor-2 rule needs no more); the full mean
+    at most 16 evenly spaced tokens per sample: the rule asks whether ``||mean||²`` exceeds the
+    spread, and a wrong call near that border only costs a few ulps, never a wrong answer (the
+    selection is exact either way); at B=64, N=256, D=1024 the test cost a quarter of the stage
+    with 64 tokens. The full mean
     and a centered copy of x are made only when some sample needs them. Returns ``(x, None)``
     when none does; else ``shift`` is ``[B,1,D]`` in x's dtype, 0 for the other samples.
     """
     n = x.shape[1]
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    step = max(1, n // 64)
+    step = max(1, n // SAMPLED_TOKENS)
     sub_mask = None if mask is None else mask[:, ::step]
     if sub_mask is not None and not bool(sub_mask.any(1).all()):
         step, sub_mask = 1, mask  # a sample with no valid token among the sampled ones
