@@ -155,9 +155,11 @@ def read_instructions(path: str | os.PathLike, *, confine_media: bool = False) -
 
 
 def _starts_with_bracket(path: str | os.PathLike) -> bool:
-    with Path(path).open(encoding="utf-8") as f:
-        head = f.read(4096).lstrip("\ufeff \t\r\n")
-    return head.startswith("[")
+    """Whether the first byte after a BOM and white space is ``[``. Read as bytes: a file that is not
+    UTF-8 goes on to the JSON-lines reader, which names its line."""
+    with Path(path).open("rb") as f:
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    return head.startswith(b"[")
 
 
 def _read_instruction_array(path: str | os.PathLike, *, confine_media: bool = False) -> list[InstructionRecord]:
