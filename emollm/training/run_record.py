@@ -48,7 +48,7 @@ def read_record(output: str | Path) -> dict[str, Any] | None:
     path = Path(output) / RECORD
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # unreadable, not UTF-8, not JSON
         return None
     return record if isinstance(record, dict) else None
 
