@@ -19,4 +19,14 @@ PYBIND11_MODULE(_C, m) {
   m.attr("with_cuda") = false;
 #endif
   m.def("tile_rows", &emollm::cpu::tile_rows, "rows per Gram tile for a sample of n tokens");
+  m.def(
+      "profile",
+      [](bool reset) {
+        pybind11::dict out;
+        for (const auto& [name, seconds] : emollm::cpu::phase_seconds(reset)) out[name] = seconds;
+        return out;
+      },
+      pybind11::arg("reset") = true,
+      "CPU seconds per phase of the CPU kernels since the last reset, summed over threads; counted "
+      "only when EMOLLM_CPU_PROFILE=1 was set before the first kernel ran (docs/cpu-profile.md)");
 }

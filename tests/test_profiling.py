@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -207,3 +208,22 @@ def test_projector_pushes_forward_and_stage_ranges(fake):
                      "emollm.mvp.relation"):
         assert expected in names
     assert fake.balanced()
+
+
+def _phases(env: dict) -> dict:
+    code = ("import json, torch, emollm._C as C\n"
+            "from emollm import ops\n"
+            "x = torch.randn(3, 300, 16)\n"
+            "C.profile(True)\n"
+            "torch.ops.emollm_C.dpc_cluster_merge(x, 8, 5, None, True, None)\n"
+            "print(json.dumps(C.profile(True)))\n")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                         check=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_cpu_phase_profiler_counts_only_when_asked():
+    on = _phases({"EMOLLM_CPU_PROFILE": "1"})
+    assert set(on) == {"prepare", "gram", "select", "density", "delta", "centers", "assign", "merge"}
+    assert on["gram"] > 0 and on["select"] > 0 and on["merge"] > 0
+    assert sum(_phases({"EMOLLM_CPU_PROFILE": "0"}).values()) == 0

@@ -63,13 +63,43 @@ struct Sample {
   const T* row(int64_t i) const { return x.data_ptr<T>() + i * dim; }
 };
 
+// Vector loops, one copy per instruction set chosen at load time (simd.cpp).
+namespace simd {
+#define EMOLLM_SIMD_DECLARE(T)                                                             \
+  T sqnorm(const T* r, int64_t dim);                                                       \
+  T sqdist(const T* a, const T* b, int64_t dim);                                           \
+  /* out[b] = max(0, (sq_i + sq[b] - 2 g[b]) * inv_dim) */                                 \
+  void row_sqdist(T* out, const T* g, const T* sq, T sq_i, T inv_dim, int64_t n);          \
+  int64_t count_below(const T* r, T bar, int64_t n);         /* #{b : r[b] < bar} */       \
+  int64_t count_below_each(const T* r, const T* bars, int64_t n); /* #{b : r[b] < bars[b]} */ \
+  T row_max(const T* r, int64_t n);                          /* max(0, max_b r[b]) */      \
+  void axpy(T* y, T a, const T* x, int64_t n);               /* y += a x */
+EMOLLM_SIMD_DECLARE(float)
+EMOLLM_SIMD_DECLARE(double)
+#undef EMOLLM_SIMD_DECLARE
+}  // namespace simd
+
 template <typename T>
 inline T squared_norm(const T* r, int64_t dim) {
-  T acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t d = 0; d < dim; ++d) acc += r[d] * r[d];
-  return acc;
+  return simd::sqnorm(r, dim);
 }
+
+// Phase profiler: with EMOLLM_CPU_PROFILE=1 each phase's thread CPU time is summed over threads;
+// emollm._C.profile(reset) reads it (docs/cpu-profile.md). Off, a timer costs one branch.
+enum Phase { kPrepare, kGram, kSelect, kDensity, kDelta, kCenters, kAssign, kMerge, kPhases };
+bool profiling();
+int64_t thread_cpu_ns();
+void add_phase(Phase p, int64_t ns);
+std::vector<std::pair<const char*, double>> phase_seconds(bool reset);
+
+struct PhaseTimer {
+  Phase phase;
+  int64_t t0;
+  explicit PhaseTimer(Phase p) : phase(p), t0(profiling() ? thread_cpu_ns() : -1) {}
+  ~PhaseTimer() {
+    if (t0 >= 0) add_phase(phase, thread_cpu_ns() - t0);
+  }
+};
 
 // ||x_i - x_j||^2 <= 4 max ||x||^2: a row whose squared norm stays under a quarter of the type's
 // largest value keeps every squared distance finite. Else the row holds NaN/Inf, or values so large
@@ -89,6 +119,7 @@ inline void check_row(const T* row, T sqnorm, int64_t dim, const char* name, int
 // min_valid of them must be valid (the Python API says so first, with the argument's name).
 template <typename T>
 Sample<T> make_sample(const at::Tensor& xb, const bool* valid, int64_t min_valid = 1) {
+  PhaseTimer timer(kPrepare);
   Sample<T> s;
   const int64_t N = xb.size(0);
   s.dim = xb.size(1);
@@ -117,10 +148,7 @@ Sample<T> make_sample(const at::Tensor& xb, const bool* valid, int64_t min_valid
 // the values the ops return are then recomputed this way for the few selected pairs, O(N k D).
 template <typename T>
 inline T squared_distance(const T* a, const T* b, int64_t dim) {
-  T acc = 0;
-#pragma omp simd reduction(+ : acc)
-  for (int64_t d = 0; d < dim; ++d) acc += (a[d] - b[d]) * (a[d] - b[d]);
-  return acc;
+  return simd::sqdist(a, b, dim);
 }
 
 // The same in double precision, for decisions that must match a float64 reading of the contract.

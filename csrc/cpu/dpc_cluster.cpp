@@ -30,11 +30,15 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   KnnLists<T> lists = knn_scan(s, k, include_self, parallel, gram);
 
   std::vector<float> rho(n);
-  for (int64_t i = 0; i < n; ++i) rho[i] = lists.density(s, i);
+  {
+    PhaseTimer timer(kDensity);
+    for (int64_t i = 0; i < n; ++i) rho[i] = lists.density(s, i);
+  }
 
   // kNN-parent shortcut: if the nearest denser token among i's k nearest is closer than the k-th
   // nearest by more than the rounding bound, no token outside the list can be closer or tie it,
   // so it is i's parent.
+  std::optional<PhaseTimer> timer(kDelta);
   std::vector<float> delta(n);
   std::vector<int64_t> fallback;
   const T rel = gram_rounding<T>(s.dim) / T(s.dim);
@@ -71,6 +75,7 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   }
 
   // Centers: the C highest rho * delta, descending, lower index on ties.
+  timer.emplace(kCenters);
   std::vector<int64_t> order(n);
   for (int64_t i = 0; i < n; ++i) order[i] = i;
   std::vector<float> score(n);
@@ -83,6 +88,7 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
 
   // Assignment: nearest center (lowest id on ties), from the kept Gram matrix or through
   // [tile, C] Gram blocks.
+  timer.emplace(kAssign);
   auto nearest_center = [&](int64_t i, auto&& dot_ic) {
     Nearest<T> near(s, i);
     for (int64_t c = 0; c < C; ++c)
@@ -113,6 +119,7 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
 // of zero weight), in the compute type; threads split the features, so no two write one value.
 template <typename T>
 void merge_sample(const Sample<T>& s, const int64_t* assign, int64_t C, const T* weight, bool parallel, T* merged) {
+  PhaseTimer timer(kMerge);
   constexpr int64_t kSlice = 256;
   const int64_t D = s.dim, slices = (D + kSlice - 1) / kSlice;
   std::vector<T> total(C, T(0));
@@ -124,9 +131,7 @@ void merge_sample(const Sample<T>& s, const int64_t* assign, int64_t C, const T*
       for (int64_t i = 0; i < s.n; ++i) {
         const T w = weight ? weight[s.orig[i]] : T(1);
         const T* xr = s.row(i) + d0;
-        T* mr = merged + assign[s.orig[i]] * D + d0;
-#pragma omp simd
-        for (int64_t d = 0; d < nd; ++d) mr[d] += w * xr[d];
+        simd::axpy(merged + assign[s.orig[i]] * D + d0, w, xr, nd);
       }
       for (int64_t c = 0; c < C; ++c) {
         const T inv = total[c] > T(0) ? T(1) / total[c] : T(0);

@@ -12,33 +12,54 @@ namespace emollm::cpu {
 
 namespace {
 
+// Offers every pair of the tile to both rows' lists. Per row of the tile: its distances in one
+// vector pass, then the few entries that can enter a list, found by vector counts over blocks of
+// kBlock (most blocks have none once the lists fill). Offers reach each list in the order of the
+// plain double loop (row side by column, column side by row), so ties resolve the same way.
 template <typename T>
-void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, const at::Tensor& gram, int64_t I, int64_t J,
-                    KnnLists<T>& lists) {
+void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, std::vector<T>& row, const at::Tensor& gram, int64_t I,
+                    int64_t J, KnnLists<T>& lists) {
+  constexpr int64_t kBlock = 16;
   const int64_t i0 = I * s.tile, j0 = J * s.tile;
   const int64_t ni = std::min(s.tile, s.n - i0), nj = std::min(s.tile, s.n - j0);
   at::Tensor g;
   int64_t ld = nj;
-  if (gram.defined()) {  // write the tile in place into the kept Gram matrix (BLAS takes its ld)
-    g = gram.narrow(0, i0, ni).narrow(1, j0, nj);
-    at::mm_out(g, s.x.narrow(0, i0, ni), s.x.narrow(0, j0, nj).t());
-    ld = s.n;
-  } else {
-    g = gram_tile(buf, s.x, i0, ni, s.x, j0, nj);
+  {
+    PhaseTimer timer(kGram);
+    if (gram.defined()) {  // write the tile in place into the kept Gram matrix (BLAS takes its ld)
+      g = gram.narrow(0, i0, ni).narrow(1, j0, nj);
+      at::mm_out(g, s.x.narrow(0, i0, ni), s.x.narrow(0, j0, nj).t());
+      ld = s.n;
+    } else {
+      g = gram_tile(buf, s.x, i0, ni, s.x, j0, nj);
+    }
   }
+  PhaseTimer timer(kSelect);
   const T* G = g.data_ptr<T>();
   const T inv_dim = T(1) / T(s.dim);
+  const T* sq_j = s.sqnorm.data() + j0;
+  T* worst_j = lists.worst.data() + j0;
   MaxPair<T> local_max = lists.max;
   for (int64_t a = 0; a < ni; ++a) {
     const int64_t i = i0 + a;
-    const T ni_sq = s.sqnorm[i];
-    const int64_t b_start = (I == J) ? a + 1 : 0;  // diagonal tile: strict upper triangle
-    for (int64_t b = b_start; b < nj; ++b) {
-      const int64_t j = j0 + b;
-      const T d2 = scaled_sqdist(ni_sq, s.sqnorm[j], G[a * ld + b], inv_dim);
-      local_max.offer(d2, i, j);
-      lists.offer(i, d2, j);
-      lists.offer(j, d2, i);
+    const int64_t b0 = (I == J) ? a + 1 : 0;  // diagonal tile: strict upper triangle
+    const int64_t m = nj - b0;
+    if (m <= 0) continue;
+    T* r = row.data();
+    simd::row_sqdist(r, G + a * ld + b0, sq_j + b0, s.sqnorm[i], inv_dim, m);
+    const T top = simd::row_max(r, m);
+    if (top > local_max.d2) {
+      int64_t b = 0;
+      while (r[b] != top) ++b;
+      local_max.offer(top, i, j0 + b0 + b);
+    }
+    for (int64_t c0 = 0; c0 < m; c0 += kBlock) {
+      const int64_t len = std::min(kBlock, m - c0);
+      const T* rc = r + c0;
+      if (simd::count_below(rc, lists.worst[i], len) > 0)
+        for (int64_t b = 0; b < len; ++b) lists.offer(i, rc[b], j0 + b0 + c0 + b);
+      if (simd::count_below_each(rc, worst_j + b0 + c0, len) > 0)
+        for (int64_t b = 0; b < len; ++b) lists.offer(j0 + b0 + c0 + b, rc[b], i);
     }
   }
   lists.max = local_max;
@@ -61,7 +82,8 @@ KnnLists<T> knn_scan(const Sample<T>& s, int64_t k, bool include_self, bool para
   const int64_t tile_elems = std::min(s.tile, s.n) * std::min(s.tile, s.n);
   maybe_parallel_for(parallel, static_cast<int64_t>(pairs.size()), 1, [&](int64_t begin, int64_t end, int64_t tid) {
     at::Tensor buf = at::empty({tile_elems}, s.x.options());
-    for (int64_t p = begin; p < end; ++p) scan_tile_pair(s, buf, gram, pairs[p].first, pairs[p].second, lists[tid]);
+    std::vector<T> row(s.tile);
+    for (int64_t p = begin; p < end; ++p) scan_tile_pair(s, buf, row, gram, pairs[p].first, pairs[p].second, lists[tid]);
   });
   for (int64_t t = 1; t < nthreads; ++t) lists[0].absorb(lists[t]);
   return std::move(lists[0]);
