@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
@@ -99,8 +99,9 @@ class CMakeBuild(build_ext):
 
 setup(
     package_dir={"emollm": "emollm", "emollm.kernels": "kernels"},
-    packages=["emollm", "emollm.ops", "emollm.projector", "emollm.integrations", "emollm.model", "emollm.data",
-              "emollm.data.sources", "emollm.prompting", "emollm.training", "emollm.evaluation", "emollm.kernels"],
+    # Every package under emollm/ (a hand-kept list missed emollm.inference and emollm.serve), and
+    # kernels/ as emollm.kernels. tests/packaging/test_wheel.py checks the wheel holds them all.
+    packages=[*find_packages(include=["emollm", "emollm.*"]), "emollm.kernels"],
     ext_modules=[Extension("emollm._C", sources=[])],
     cmdclass={"build_ext": CMakeBuild},
 )

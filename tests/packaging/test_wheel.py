@@ -69,3 +69,17 @@ def test_wheel_installs_and_runs(tmp_path, wheel, extras):
         assert synth.returncode == 2
         assert synth.stderr.strip().splitlines() == [synth.stderr.strip()]
         assert "pip install 'emollm[data]'" in synth.stderr
+
+
+def test_wheel_holds_every_package(wheel):
+    # Every folder of emollm/ with an __init__.py, and kernels/ as emollm/kernels (a hand-kept list
+    # once left out emollm.inference and emollm.serve).
+    import zipfile
+
+    root = Path(__file__).resolve().parents[2]
+    want = {str(p.parent.relative_to(root)) for p in (root / "emollm").rglob("__init__.py")} | {"emollm/kernels"}
+    want |= {f"emollm/kernels/{p.parent.relative_to(root / 'kernels')}".rstrip("/.")
+             for p in (root / "kernels").rglob("__init__.py")}
+    with zipfile.ZipFile(wheel) as zf:
+        have = {str(Path(name).parent) for name in zf.namelist() if name.endswith("/__init__.py")}
+    assert want <= have, f"packages missing from the wheel: {sorted(want - have)}"
