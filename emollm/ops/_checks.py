@@ -78,13 +78,21 @@ def positive_int(value: int, name: str) -> int:
     return value
 
 
+def boolean(value: bool, name: str) -> bool:
+    """``value`` if it is a bool (a string such as ``"no"`` is truthy and would pass silently)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
 def at_most_tokens(value: int, n: int, name: str, what: str = "tokens") -> None:
     if value > n:
         raise ValueError(f"{name}={value} exceeds the number of {what} ({n})")
 
 
 def cluster_sizes(num_clusters: int, k: int, n: int, include_self: bool) -> None:
-    """``num_clusters`` and ``k`` of a clustering over ``n`` tokens."""
+    """``num_clusters`` and ``k`` of a clustering over ``n`` tokens, and ``include_self``."""
+    boolean(include_self, "include_self")
     positive_int(num_clusters, "num_clusters")
     positive_int(k, "k")
     at_most_tokens(num_clusters, n, "num_clusters")
@@ -92,7 +100,7 @@ def cluster_sizes(num_clusters: int, k: int, n: int, include_self: bool) -> None
                    "tokens" if include_self else "other tokens (include_self=False)")
 
 
-def _data_checks_on(t: Tensor) -> bool:
+def data_checks_on(t: Tensor) -> bool:
     return t.device.type == "cpu" or os.environ.get("EMOLLM_CHECKS") == "1"
 
 
@@ -102,7 +110,7 @@ def check_finite(x: Tensor, name: str, mask: Tensor | None = None, *, distances:
     between tokens overflow the compute dtype (float32; float64 for float64 input): the
     distance-based ops would then return NaN silently. One pass over x (the row norms, or a sum);
     the slower tests run only on failure."""
-    if not _data_checks_on(x):
+    if not data_checks_on(x):
         return
     if mask is not None:
         x = x[mask]
@@ -128,7 +136,7 @@ def check_merged_finite(out: Tensor) -> None:
     checking the [B,C,D] output covers every member token at a fraction of the cost. A finite
     sum proves every value finite (one reduction, no [B,C,D] mask); only an infinite sum, which
     finite values can also reach, pays the elementwise test."""
-    if not _data_checks_on(out):
+    if not data_checks_on(out):
         return
     acc = torch.float64 if out.dtype == torch.float64 else torch.float32
     if not bool(torch.isfinite(out.sum(dtype=acc))) and not bool(torch.isfinite(out).all()):
@@ -138,7 +146,7 @@ def check_merged_finite(out: Tensor) -> None:
 
 def check_valid_count(mask: Tensor | None, value: int, need: int, name: str) -> None:
     """Every sample must have at least ``need`` valid tokens for ``name=value``."""
-    if mask is None or not _data_checks_on(mask):
+    if mask is None or not data_checks_on(mask):
         return
     fewest = int(mask.sum(1).min())
     if fewest < need:
@@ -147,7 +155,7 @@ def check_valid_count(mask: Tensor | None, value: int, need: int, name: str) -> 
 
 
 def check_assign(assign: Tensor, num_clusters: int) -> None:
-    if not _data_checks_on(assign) or assign.numel() == 0:
+    if not data_checks_on(assign) or assign.numel() == 0:
         return
     lo, hi = int(assign.min()), int(assign.max())
     if lo < -1 or hi >= num_clusters:
@@ -156,7 +164,7 @@ def check_assign(assign: Tensor, num_clusters: int) -> None:
 
 
 def check_weight(weight: Tensor) -> None:
-    if not _data_checks_on(weight):
+    if not data_checks_on(weight):
         return
     check_finite(weight, "weight")
     if bool((weight < 0).any()):

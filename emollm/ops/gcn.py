@@ -62,8 +62,25 @@ def _adjacency_backward(ctx, grad_bits, grad_dinv):
 _gcn_adjacency.register_autograd(_adjacency_backward, setup_context=lambda ctx, inputs, output: None)
 
 
+def _check_graph(bits: Tensor, dinv: Tensor) -> None:
+    """What gcn_adjacency guarantees and propagation relies on: ``dinv`` finite and >= 0, and Â
+    symmetric (the backward multiplies by the same matrix, as its own transpose). A graph built
+    by hand that breaks either would give NaN or a wrong gradient silently. O(B·C²) bits."""
+    if not _checks.data_checks_on(dinv):
+        return
+    if not bool(torch.isfinite(dinv).all()) or bool((dinv < 0).any()):
+        raise ValueError("adj.dinv must be finite and >= 0 (deg^-1/2 of the graph from gcn_adjacency)")
+    c = dinv.shape[-1]
+    shifts = torch.arange(64, device=bits.device)
+    dense = ((bits[..., None] >> shifts) & 1).flatten(-2)[..., :c].bool()
+    if not torch.equal(dense, dense.transpose(-1, -2)):
+        raise ValueError("adj.bits is not symmetric: gcn_propagate takes the graph from gcn_adjacency, "
+                         "whose edges go both ways")
+
+
 @torch.library.custom_op("emollm::gcn_propagate", mutates_args=())
 def _gcn_propagate(bits: Tensor, dinv: Tensor, h: Tensor) -> Tensor:
+    _check_graph(bits, dinv)  # here, not in gcn_propagate: data checks stay out of compiled graphs
     return _backend.call("gcn_propagate", bits=bits, dinv=dinv, h=h)
 
 
@@ -124,6 +141,8 @@ def gcn_propagate(adj: GCNGraph, h: Tensor) -> Tensor:
     if not isinstance(adj, tuple) or len(adj) != 2:
         raise TypeError("adj must be the GCNGraph returned by gcn_adjacency")
     bits, dinv = adj
+    if not isinstance(bits, Tensor) or not isinstance(dinv, Tensor):
+        raise TypeError("adj must be the GCNGraph returned by gcn_adjacency (two tensors, bits and dinv)")
     hb, squeeze = _checks.as_batched(h, "h")
     if squeeze:
         bits, dinv = bits.unsqueeze(0), dinv.unsqueeze(0)
@@ -133,6 +152,9 @@ def gcn_propagate(adj: GCNGraph, h: Tensor) -> Tensor:
                          f"{tuple(h.shape)}, got {tuple(bits.shape)} {bits.dtype}")
     if tuple(dinv.shape) != (b, c):
         raise ValueError(f"adj.dinv must have shape {(b, c)} to match h {tuple(h.shape)}, got {tuple(dinv.shape)}")
+    if not dinv.is_floating_point():
+        raise TypeError(f"adj.dinv must be a floating-point tensor, got {dinv.dtype}")
     _checks.same_device(bits, hb, "adj")
+    _checks.same_device(dinv, hb, "adj.dinv")
     out = torch.ops.emollm.gcn_propagate(bits, dinv.float(), hb.contiguous())
     return out.squeeze(0) if squeeze else out

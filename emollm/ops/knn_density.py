@@ -41,6 +41,7 @@ def knn_density(x: Tensor, k: int, *, mask: Tensor | None = None, include_self: 
     xb, squeeze = _checks.as_batched(x)
     mask = _checks.as_batched_mask(mask, xb, squeeze)
     _checks.positive_int(k, "k")
+    _checks.boolean(include_self, "include_self")
     n = xb.shape[1]
     _checks.at_most_tokens(k, n if include_self else n - 1, "k",
                            "tokens" if include_self else "other tokens (include_self=False)")

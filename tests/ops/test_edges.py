@@ -109,3 +109,42 @@ def test_exact_duplicates_follow_the_lower_index_rule(backend, dtype):
     centers, assign = ops.dpc_cluster(x, 5, 4)
     want_centers, want_assign = oracle.dpc_cluster(x.double(), 5, 4)
     assert torch.equal(centers, want_centers) and torch.equal(assign, want_assign)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: ops.knn_density(x, 3, include_self="no"),
+    lambda x: ops.dpc_cluster(x, 4, 3, include_self=0),
+    lambda x: ops.dpc_cluster_merge(x, 4, 3, include_self=None),
+], ids=["knn_density", "dpc_cluster", "dpc_cluster_merge"])
+def test_include_self_must_be_a_bool(call):
+    # A string such as "no" is truthy: it used to reach the dispatcher's multi-line cast error.
+    with pytest.raises(TypeError, match="include_self must be True or False"):
+        call(torch.randn(2, 20, 8))
+
+
+def _graph():
+    g = torch.Generator().manual_seed(3)
+    return ops.gcn_adjacency(torch.randn(2, 10, 8, generator=g), 0.5), torch.randn(2, 10, 4, generator=g)
+
+
+def test_gcn_propagate_refuses_a_non_finite_or_negative_dinv(backend):
+    graph, h = _graph()
+    for bad in (float("nan"), float("inf"), -0.5):
+        dinv = graph.dinv.clone()
+        dinv[1, 3] = bad
+        with pytest.raises(ValueError, match=r"adj\.dinv must be finite and >= 0"):
+            ops.gcn_propagate((graph.bits, dinv), h)
+
+
+def test_gcn_propagate_refuses_an_asymmetric_graph(backend):
+    # The backward multiplies by the same matrix as its transpose: a one-way edge would give a
+    # wrong gradient silently.
+    graph, h = _graph()
+    dense = graph.dense() > 0
+    i, j = next((i, j) for i in range(10) for j in range(10) if not dense[0, i, j])
+    bits = graph.bits.clone()
+    bits[0, i, j // 64] |= 1 << (j % 64)
+    with pytest.raises(ValueError, match="not symmetric"):
+        ops.gcn_propagate((bits, graph.dinv), h)
+    with pytest.raises(TypeError, match="two tensors"):
+        ops.gcn_propagate((graph.bits, [1.0] * 10), h)

@@ -122,3 +122,10 @@ def test_bad_input():
         m(tokens(2, 50, 24))
     with pytest.raises(ValueError, match="num_clusters=64 needs 64 valid tokens"):
         m(tokens(2, 100, 24), random_mask(2, 100, 40))
+
+
+@pytest.mark.parametrize("dims,error", [((-3, 6), ValueError), ((8, 0), ValueError), ((8.0, 6), TypeError),
+                                        ((True, 6), TypeError)])
+def test_dimensions_are_checked_by_name(dims, error):
+    with pytest.raises(error, match=r"in_dim|out_dim"):
+        MVPProjector(*dims)
