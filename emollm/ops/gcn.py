@@ -70,12 +70,17 @@ def _check_graph(bits: Tensor, dinv: Tensor) -> None:
         return
     if not bool(torch.isfinite(dinv).all()) or bool((dinv < 0).any()):
         raise ValueError("adj.dinv must be finite and >= 0 (deg^-1/2 of the graph from gcn_adjacency)")
+    # A GCN's layers propagate over one graph: checked once per graph tensor and version (an
+    # in-place change bumps the version counter).
+    if getattr(bits, "_emollm_symmetric_at", None) == bits._version:
+        return
     c = dinv.shape[-1]
     shifts = torch.arange(64, device=bits.device)
     dense = ((bits[..., None] >> shifts) & 1).flatten(-2)[..., :c].bool()
     if not torch.equal(dense, dense.transpose(-1, -2)):
         raise ValueError("adj.bits is not symmetric: gcn_propagate takes the graph from gcn_adjacency, "
                          "whose edges go both ways")
+    bits._emollm_symmetric_at = bits._version
 
 
 @torch.library.custom_op("emollm::gcn_propagate", mutates_args=())
