@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test-lower: $(LOWER_STAMP)
-	rm -rf build/lower-tests && mkdir -p build/lower-tests && cp -r tests pyproject.toml build/lower-tests/
+	rm -rf build/lower-tests && mkdir -p build/lower-tests && cp -r tests configs pyproject.toml build/lower-tests/
 	cd build/lower-tests && ../../$(LOWER)/bin/python -m pytest -p no:cacheprovider $(MODEL_TESTS)
 
 test-wheel: $(STAMP)
