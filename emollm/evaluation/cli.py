@@ -187,8 +187,14 @@ def _check(args: argparse.Namespace) -> str | None:
 def _kept_predictions(args: argparse.Namespace, target: Path) -> str | None:
     """Why ``target`` (OUT/predictions.jsonl) must not be written by this run, or None: answers
     already there are never replaced without ``--overwrite``, and ``--resume`` keeps only answers to
-    the records being run (others would be dropped from the file)."""
-    if not target.is_file() or target.stat().st_size == 0 or args.overwrite:
+    the records being run (others would be dropped from the file). The shards an interrupted run
+    left (``predictions.rank<r>.jsonl``) count as answers too."""
+    if args.overwrite:
+        return None
+    if args.predictions is None and not args.resume and (shard := _leftover_shard(target.parent)):
+        return (f"{shard} holds answers of an interrupted run; pass --resume to keep them and answer only the "
+                f"records they lack, or --overwrite to start again")
+    if not target.is_file() or target.stat().st_size == 0:
         return None
     if args.predictions is not None:
         if target.resolve() == Path(args.predictions).resolve():
@@ -198,6 +204,13 @@ def _kept_predictions(args: argparse.Namespace, target: Path) -> str | None:
         return (f"{target} already holds predictions; pass --resume to answer only the records it lacks, "
                 f"or --overwrite to start again")
     return None
+
+
+def _leftover_shard(out: Path) -> Path | None:
+    """A shard of an interrupted run in ``out`` that holds something, or None."""
+    from emollm.evaluation.sharding import shards
+
+    return next((path for path in shards(out) if path.is_file() and path.stat().st_size > 0), None)
 
 
 def _foreign_answers(args: argparse.Namespace, target: Path, records: list) -> str | None:

@@ -122,6 +122,22 @@ def test_predictions_in_out_need_resume_or_overwrite(tmp_path, media_records, ca
     assert [json.loads(line)["id"] for line in (out / "predictions.jsonl").read_text().splitlines()] == ["b"]
 
 
+def test_a_shard_left_by_a_killed_run_needs_resume_or_overwrite(tmp_path, media_records, capsys):
+    records, folder = media_records
+    out = tmp_path / "eval"
+    first = pred(records[0].id, "emo-c", "meld", MELD, "joy", "joy", "joy")
+    _write(out / "predictions.rank0.jsonl", [first])  # a run killed after its first batch
+    kept = (out / "predictions.rank0.jsonl").read_text()
+    argv = ["eval", "--model", "emollm-tiny", "--data", str(folder / "test.jsonl"), "--out", str(out),
+            "--limit", "2", "--max-new-tokens", "1", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 2
+    assert f"{out / 'predictions.rank0.jsonl'} holds answers of an interrupted run; pass --resume" in _error(capsys)
+    assert (out / "predictions.rank0.jsonl").read_text() == kept
+    assert main([*argv, "--resume"]) == 0
+    answers = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert answers[0] == first and len(answers) == 2 and not (out / "predictions.rank0.jsonl").exists()
+
+
 def test_resume_refuses_a_file_with_answers_to_other_records(tmp_path, media_records, capsys):
     _, folder = media_records
     out = tmp_path / "eval"
