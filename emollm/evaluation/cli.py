@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from emollm._config import check_setting, read_settings
 from emollm._io import NewFolders, check_output_dir, write_jsonl_atomic
 
 __all__ = ["add_commands", "cmd_eval", "load_model"]
@@ -30,6 +31,11 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 SETTINGS = {"data": None, "batch_size": 8, "max_new_tokens": 32, "limit": None, "device": None, "dtype": "auto",
             "prompts": None, "prompt_seed": 0, "base_model": None, "max_unparseable": 50, "feature_cache": None,
             "bootstrap": 1000, "bootstrap_seed": 0}
+# Their types, as a --config value is checked (emollm._config.check_setting).
+TYPES = {"data": "str | None", "batch_size": "int", "max_new_tokens": "int", "limit": "int | None",
+         "device": "str | None", "dtype": "str", "prompts": "str | None", "prompt_seed": "int",
+         "base_model": "str | None", "max_unparseable": "int", "feature_cache": "str | None", "bootstrap": "int",
+         "bootstrap_seed": "int"}
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -130,18 +136,19 @@ MAX_NEW_TOKENS = 8192  # a limit beyond any answer; a model that never stops wou
 
 def _settle(args: argparse.Namespace) -> None:
     """Fills the options not given on the command line from ``--config`` (a YAML mapping), then
-    from :data:`SETTINGS`. Raises ``ValueError`` for a YAML key that is no such option."""
+    from :data:`SETTINGS`. Raises ``ValueError`` for a file that is no YAML mapping, naming it, and for a
+    YAML key that is no such option or a value of the wrong type, naming the setting."""
     values: dict[str, Any] = {}
     if args.config is not None:
-        import yaml
-
-        loaded = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {args.config}: expected a mapping of settings, got {type(loaded).__name__}")
-        values = {k.replace("-", "_"): v for k, v in loaded.items()}
+        values = read_settings(args.config)
         unknown = sorted(set(values) - set(SETTINGS))
         if unknown:
             raise ValueError(f"--config {args.config}: unknown setting(s) {unknown}; known: {sorted(SETTINGS)}")
+        for name, value in values.items():
+            try:
+                values[name] = check_setting(name, value, TYPES[name])
+            except ValueError as e:
+                raise ValueError(f"--config {args.config}: {e}") from None
     for name, default in SETTINGS.items():
         if getattr(args, name) is None:
             setattr(args, name, values.get(name, default))
@@ -165,7 +172,7 @@ def _check(args: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} must be at least 1, got {value}"
     if args.max_new_tokens > MAX_NEW_TOKENS:
         return f"--max-new-tokens must be at most {MAX_NEW_TOKENS}, got {args.max_new_tokens}"
-    for name in ("max_unparseable", "bootstrap"):
+    for name in ("max_unparseable", "bootstrap", "bootstrap_seed"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be at least 0, got {getattr(args, name)}"
     for name in ("data", "predictions", "prompts"):
@@ -315,8 +322,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from emollm.evaluation.metrics import compute_metrics
     from emollm.evaluation.report import format_report, write_report
 
-    if args.config is not None and not Path(args.config).is_file():
-        return _refuse(f"--config {args.config}: no such file")
     try:
         _settle(args)
     except (ValueError, OSError) as e:

@@ -66,6 +66,35 @@ def test_a_field_of_the_wrong_type_is_named_with_file_and_line(tmp_path, capsys,
     assert f"{source}:2: {message}" in _error(capsys)
 
 
+# ---- --config ----
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("batch_size: [1, 2\n  x: :\n", "c.yaml:2: not valid YAML: "),
+    (b"batch_size: 8 # caf\xe9\n", "c.yaml: not UTF-8 text (byte 0xe9 at offset 19)"),
+    ("batch_size: eight\n", "c.yaml: batch_size must be an integer, got 'eight'"),
+    ("batch_size: true\n", "c.yaml: batch_size must be an integer, got True"),
+    ("limit: 2.5\n", "c.yaml: limit must be an integer or null, got 2.5"),
+    ("dtype: [float32]\n", "c.yaml: dtype must be a string, got ['float32']"),
+    ("1: x\n", "c.yaml: setting names are words, got 1"),
+    ("- batch_size\n", "c.yaml: expected a mapping of settings, got list"),
+    ("bootstrap_seed: -1\n", "--bootstrap-seed must be at least 0, got -1"),
+])
+def test_a_bad_config_file_or_value_is_one_line_naming_it(tmp_path, capsys, content, message):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(content if isinstance(content, bytes) else content.encode())
+    _write(tmp_path / "p.jsonl", [RIGHT])
+    assert main(["eval", "--predictions", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "new"),
+                 "--config", str(config)]) == 2
+    assert message in _error(capsys) and not (tmp_path / "new").exists()
+
+
+def test_a_folder_given_as_config_is_called_a_folder(tmp_path, capsys):
+    _write(tmp_path / "p.jsonl", [RIGHT])
+    assert main(["eval", "--predictions", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "new"),
+                 "--config", str(tmp_path)]) == 2
+    assert f"--config {tmp_path}: a folder, not a file" in _error(capsys)
+
+
 # ---- atomic outputs ----
 
 def test_a_failure_while_drawing_keeps_the_old_chart(tmp_path, monkeypatch, capsys):
