@@ -303,11 +303,16 @@ def _note(message: str) -> None:
 def _refuse(problem: str) -> int:
     """Exit code 2 after one line on stderr (from process 0 only: under torchrun every process
     finds the same problem)."""
+    _say(f"emollm eval: {problem}")
+    return 2
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr, from process 0 only."""
     from emollm.evaluation.sharding import is_main_process
 
     if is_main_process():
-        print(f"emollm eval: {problem}", file=sys.stderr)
-    return 2
+        print(line, file=sys.stderr)
 
 
 def _end_process_group() -> None:
@@ -349,6 +354,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except (RecordError, ValueError, TypeError) as e:  # bad input, in one line; anything else keeps its traceback
             folders.remove()
             return _refuse(str(e))
+        except KeyboardInterrupt:
+            folders.remove()  # only the folders it made that are still empty
+            kept = "; the answers so far are kept: rerun with --resume to continue" if args.model is not None else ""
+            _say(f"\nemollm eval: interrupted{kept}")
+            return 130
         finally:
             _end_process_group()
         paths = write_report(metrics, out, meta=meta, max_unparseable=args.max_unparseable)

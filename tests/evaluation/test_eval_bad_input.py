@@ -167,6 +167,32 @@ def test_a_shard_left_by_a_killed_run_needs_resume_or_overwrite(tmp_path, media_
     assert answers[0] == first and len(answers) == 2 and not (out / "predictions.rank0.jsonl").exists()
 
 
+def test_ctrl_c_keeps_the_answers_and_says_how_to_continue(tmp_path, media_records, tiny, monkeypatch, capsys):
+    _, folder = media_records
+    model, processor = tiny
+    generate, calls = model.generate, []
+
+    def generate_then_ctrl_c(*args, **kwargs):  # the user presses Ctrl-C during the second batch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", generate_then_ctrl_c)
+    monkeypatch.setattr("emollm.evaluation.cli.load_model", lambda *args, **kwargs: (model, processor))
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", "emollm-tiny", "--data", str(folder / "test.jsonl"), "--out", str(out),
+            "--batch-size", "2", "--max-new-tokens", "1", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip() == "emollm eval: interrupted; the answers so far are kept: rerun with --resume to continue"
+    assert len((out / "predictions.rank0.jsonl").read_text().splitlines()) == 2  # the first batch
+    assert main(argv) == 2 and "pass --resume" in _error(capsys)
+    assert main([*argv, "--resume"]) == 0 and len(calls) == 4  # the two batches left, nothing redone
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 5
+
+
 def test_resume_refuses_a_file_with_answers_to_other_records(tmp_path, media_records, capsys):
     _, folder = media_records
     out = tmp_path / "eval"
