@@ -225,6 +225,35 @@ def test_resume_after_interruption_finishes_the_same_run(synth, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+def _cut_in_half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_torn_newest_checkpoint_is_passed_over_for_the_one_before(synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(_config(synth["train"], out, max_steps=4))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    (weights,) = (out / "checkpoint-4").glob("*.safetensors")
+    _cut_in_half(weights)  # a kill while the Trainer wrote it
+    capsys.readouterr()
+    steps = _Steps()
+    resumed = train(_config(synth["train"], out, max_steps=6, resume_with_changes=True), callbacks=[steps])
+    assert resumed.resumed_from == str(out / "checkpoint-2") and steps.steps == [3, 4, 5, 6]
+    err = capsys.readouterr().err
+    assert f"emollm train: note: {out / 'checkpoint-4'} is incomplete ({weights.name}: " in err
+    assert "resuming from the checkpoint before it" in err
+    # No whole checkpoint left: one line naming it, nothing trained.
+    for checkpoint in out.glob("checkpoint-*"):
+        _cut_in_half(checkpoint / weights.name)
+    code = cli_main(["train", "--model", "emollm-tiny", "--data", str(synth["train"]), "--output", str(out),
+                     "--max-steps", "8", "--save-steps", "2", "--batch-size", "4", "--resume-with-changes"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert re.search(r"emollm train: \S*checkpoint-\d is incomplete \(.*\) and no whole checkpoint is left to "
+                     r"resume from; remove it \(or pass --no-resume\) to start again", err)
+
+
 def test_sequential_run_trains_on_general_data_first(synth, tmp_path, monkeypatch):
     general = tmp_path / "general.jsonl"
     turns = [{"from": "human", "value": "Name a colour."}, {"from": "gpt", "value": "blue"}]
