@@ -249,10 +249,15 @@ def main(argv: list[str] | None = None) -> int:
 def run_command(args: argparse.Namespace) -> int:
     """``args.func(args)``; a missing optional package ends in one line naming the extra that
     brings it (exit code 2), since each command imports its dependencies only when it runs, and so
-    does an output path that cannot be written (every command checks its outputs before working)."""
+    does an output path that cannot be written (every command checks its outputs before working).
+    Ctrl-C ends any command in one line and exit code 130 (the commands that can resume say how)."""
     command = " ".join(filter(None, (args.command, getattr(args, f"{args.command}_command", None))))
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 speaks for all
+            print(f"\nemollm {command}: interrupted", file=sys.stderr)
+        return 130
     except OutputPathError as e:
         print(f"emollm {command}: {e}", file=sys.stderr)
         return 2

@@ -181,3 +181,12 @@ def test_demo_reports_the_first_stage_that_differs():
     other[1][0, :3] = 2
     assert cli._agreement(same, [t.clone() for t in same]) == "agree"
     assert cli._agreement(other, same) == "DIFFER: stage 2, 3 of 8 tokens"
+
+
+def test_ctrl_c_ends_any_command_in_one_line_with_exit_code_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_env", interrupted)
+    assert cli.main(["env"]) == 130
+    assert capsys.readouterr().err == "\nemollm env: interrupted\n"

@@ -104,7 +104,7 @@ def _media_path(path: str, root: Path, out_dir: Path, absolute: bool) -> tuple[P
     folder is refused: the converters check the paths they read, and this holds for any converter."""
     if not isinstance(path, str) or not path or "\0" in path:
         raise RecordError(f"bad media path {path!r}")
-    if outside_root(path, root):
+    if outside_root(path, root, follow_links=False):  # the fields' text; train, eval, prompts follow links
         raise RecordError(f"media path {path!r} leads out of the dataset folder {root}")
     file = Path(path) if os.path.isabs(path) else root / path
     written = file if absolute else Path(os.path.relpath(file, out_dir))

@@ -154,27 +154,33 @@ def resolve_media(record: EmoRecord, base: str | os.PathLike) -> list[dict[str, 
     return [{**m, "path": str(m["path"] if os.path.isabs(m["path"]) else base / m["path"])} for m in record.media]
 
 
-def outside_root(path: str, root: str | os.PathLike) -> bool:
+def outside_root(path: str, root: str | os.PathLike, *, follow_links: bool = True) -> bool:
     """Whether the media ``path`` (relative to ``root``, or absolute) leads out of ``root``.
 
-    The test is on the path's text (``..`` and absolute paths), not on where symlinks lead: it
-    stops a records file from pointing at files elsewhere, while a data folder that is itself a
-    link, or holds links the user made, keeps working (an absolute path may name the folder by
-    either its linked or its real path).
+    Two tests: the path's text (``..``, an absolute path elsewhere; an absolute path may name the
+    folder by its linked or its real path), and, with ``follow_links``, where the path really
+    leads once every symlink is resolved: a link inside the data folder to a file elsewhere (say
+    ``img/a.png -> /etc/passwd``) leads out too. A data folder that is itself a link keeps working.
     """
-    def inside(folder: str) -> bool:
-        target = os.path.normpath(os.path.join(folder, path))
+    def inside(folder: str, target: str) -> bool:
         return os.path.commonpath([folder, target]) == folder
 
-    return not any(inside(folder) for folder in {os.path.normpath(os.path.abspath(root)), os.path.realpath(root)})
+    real_root = os.path.realpath(root)
+    folders = {os.path.normpath(os.path.abspath(root)), real_root}
+    if not any(inside(folder, os.path.normpath(os.path.join(folder, path))) for folder in folders):
+        return True
+    return follow_links and not inside(real_root, os.path.realpath(os.path.join(real_root, path)))
 
 
 def check_media_root(record: Any, root: str | os.PathLike) -> None:
     """Raises :class:`RecordError` (no file/line) when a media path of ``record`` (anything with
-    EmoBench ``media``) leads out of ``root`` (the folder of its records file)."""
+    EmoBench ``media``) leads out of ``root`` (the folder of its records file), by its text or
+    through a symlink (:func:`outside_root`)."""
     for m in record.media:
         if outside_root(m["path"], root):
-            raise MediaOutsideError(f"{m['type']} path {m['path']!r} lies outside the data folder {root}; "
+            how = "leads through a symlink out of" if not outside_root(m["path"], root, follow_links=False) else \
+                "lies outside"
+            raise MediaOutsideError(f"{m['type']} path {m['path']!r} {how} the data folder {root}; "
                                     f"pass --allow-outside-media if the records file is trusted")
 
 

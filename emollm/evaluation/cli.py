@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from emollm._config import check_setting, read_settings
 from emollm._io import NewFolders, check_output_dir, write_jsonl_atomic
 
 __all__ = ["add_commands", "cmd_eval", "load_model"]
@@ -30,6 +31,11 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 SETTINGS = {"data": None, "batch_size": 8, "max_new_tokens": 32, "limit": None, "device": None, "dtype": "auto",
             "prompts": None, "prompt_seed": 0, "base_model": None, "max_unparseable": 50, "feature_cache": None,
             "bootstrap": 1000, "bootstrap_seed": 0}
+# Their types, as a --config value is checked (emollm._config.check_setting).
+TYPES = {"data": "str | None", "batch_size": "int", "max_new_tokens": "int", "limit": "int | None",
+         "device": "str | None", "dtype": "str", "prompts": "str | None", "prompt_seed": "int",
+         "base_model": "str | None", "max_unparseable": "int", "feature_cache": "str | None", "bootstrap": "int",
+         "bootstrap_seed": "int"}
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -130,18 +136,19 @@ MAX_NEW_TOKENS = 8192  # a limit beyond any answer; a model that never stops wou
 
 def _settle(args: argparse.Namespace) -> None:
     """Fills the options not given on the command line from ``--config`` (a YAML mapping), then
-    from :data:`SETTINGS`. Raises ``ValueError`` for a YAML key that is no such option."""
+    from :data:`SETTINGS`. Raises ``ValueError`` for a file that is no YAML mapping, naming it, and for a
+    YAML key that is no such option or a value of the wrong type, naming the setting."""
     values: dict[str, Any] = {}
     if args.config is not None:
-        import yaml
-
-        loaded = yaml.safe_load(Path(args.config).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"--config {args.config}: expected a mapping of settings, got {type(loaded).__name__}")
-        values = {k.replace("-", "_"): v for k, v in loaded.items()}
+        values = read_settings(args.config)
         unknown = sorted(set(values) - set(SETTINGS))
         if unknown:
             raise ValueError(f"--config {args.config}: unknown setting(s) {unknown}; known: {sorted(SETTINGS)}")
+        for name, value in values.items():
+            try:
+                values[name] = check_setting(name, value, TYPES[name])
+            except ValueError as e:
+                raise ValueError(f"--config {args.config}: {e}") from None
     for name, default in SETTINGS.items():
         if getattr(args, name) is None:
             setattr(args, name, values.get(name, default))
@@ -165,7 +172,7 @@ def _check(args: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} must be at least 1, got {value}"
     if args.max_new_tokens > MAX_NEW_TOKENS:
         return f"--max-new-tokens must be at most {MAX_NEW_TOKENS}, got {args.max_new_tokens}"
-    for name in ("max_unparseable", "bootstrap"):
+    for name in ("max_unparseable", "bootstrap", "bootstrap_seed"):
         if getattr(args, name) < 0:
             return f"--{name.replace('_', '-')} must be at least 0, got {getattr(args, name)}"
     for name in ("data", "predictions", "prompts"):
@@ -187,8 +194,14 @@ def _check(args: argparse.Namespace) -> str | None:
 def _kept_predictions(args: argparse.Namespace, target: Path) -> str | None:
     """Why ``target`` (OUT/predictions.jsonl) must not be written by this run, or None: answers
     already there are never replaced without ``--overwrite``, and ``--resume`` keeps only answers to
-    the records being run (others would be dropped from the file)."""
-    if not target.is_file() or target.stat().st_size == 0 or args.overwrite:
+    the records being run (others would be dropped from the file). The shards an interrupted run
+    left (``predictions.rank<r>.jsonl``) count as answers too."""
+    if args.overwrite:
+        return None
+    if args.predictions is None and not args.resume and (shard := _leftover_shard(target.parent)):
+        return (f"{shard} holds answers of an interrupted run; pass --resume to keep them and answer only the "
+                f"records they lack, or --overwrite to start again")
+    if not target.is_file() or target.stat().st_size == 0:
         return None
     if args.predictions is not None:
         if target.resolve() == Path(args.predictions).resolve():
@@ -198,6 +211,13 @@ def _kept_predictions(args: argparse.Namespace, target: Path) -> str | None:
         return (f"{target} already holds predictions; pass --resume to answer only the records it lacks, "
                 f"or --overwrite to start again")
     return None
+
+
+def _leftover_shard(out: Path) -> Path | None:
+    """A shard of an interrupted run in ``out`` that holds something, or None."""
+    from emollm.evaluation.sharding import shards
+
+    return next((path for path in shards(out) if path.is_file() and path.stat().st_size > 0), None)
 
 
 def _foreign_answers(args: argparse.Namespace, target: Path, records: list) -> str | None:
@@ -283,11 +303,16 @@ def _note(message: str) -> None:
 def _refuse(problem: str) -> int:
     """Exit code 2 after one line on stderr (from process 0 only: under torchrun every process
     finds the same problem)."""
+    _say(f"emollm eval: {problem}")
+    return 2
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr, from process 0 only."""
     from emollm.evaluation.sharding import is_main_process
 
     if is_main_process():
-        print(f"emollm eval: {problem}", file=sys.stderr)
-    return 2
+        print(line, file=sys.stderr)
 
 
 def _end_process_group() -> None:
@@ -302,8 +327,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from emollm.evaluation.metrics import compute_metrics
     from emollm.evaluation.report import format_report, write_report
 
-    if args.config is not None and not Path(args.config).is_file():
-        return _refuse(f"--config {args.config}: no such file")
     try:
         _settle(args)
     except (ValueError, OSError) as e:
@@ -331,6 +354,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         except (RecordError, ValueError, TypeError) as e:  # bad input, in one line; anything else keeps its traceback
             folders.remove()
             return _refuse(str(e))
+        except KeyboardInterrupt:
+            folders.remove()  # only the folders it made that are still empty
+            kept = "; the answers so far are kept: rerun with --resume to continue" if args.model is not None else ""
+            _say(f"\nemollm eval: interrupted{kept}")
+            return 130
         finally:
             _end_process_group()
         paths = write_report(metrics, out, meta=meta, max_unparseable=args.max_unparseable)

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from emollm.data.records import TASKS, YES_NO
 from emollm.evaluation.lexicon import BROADER, CONCEPTS, NEGATORS, NO_FORMS, TRAIT_FORMS, YES_FORMS
 
-__all__ = ["OPEN_SET_TASKS", "YES_NO_TASKS", "parse_answer"]
+__all__ = ["OPEN_SET_TASKS", "YES_NO_TASKS", "check_label_set", "parse_answer"]
 
 YES_NO_TASKS = ("humor", "hate", "sarcasm")
 OPEN_SET_TASKS = ("emo-o",)
@@ -136,6 +136,16 @@ def _yes_no_matcher(task: str, yes: str, no: str) -> _Matcher:
     return _Matcher(table)
 
 
+def check_label_set(task: object, label_set: object) -> tuple[str, ...]:
+    """``label_set`` as a tuple, if :func:`parse_answer` can parse ``task``'s answers against it;
+    else ``ValueError``/``TypeError`` saying why (labels that differ only in case or spacing, a
+    yes/no task's set that is not yes and no)."""
+    labels = _check("", task, label_set)
+    if task in YES_NO_TASKS and sorted(_norm(label) for label in labels) != sorted(YES_NO):
+        raise ValueError(f"label_set of the yes/no task {task!r} must be {list(YES_NO)}, got {list(labels)!r}")
+    return labels
+
+
 def _check(answer: object, task: object, label_set: object) -> tuple[str, ...]:
     if not isinstance(answer, str):
         raise TypeError(f"answer must be a string, got {type(answer).__name__}")
@@ -172,9 +182,9 @@ def parse_answer(answer: str, task: str, label_set: Sequence[str]) -> str | None
     >>> parse_answer("This is clearly sarcastic.", "sarcasm", ["yes", "no"])
     'yes'
     """
-    labels = _check(answer, task, label_set)
-    if task in YES_NO_TASKS and sorted(_norm(label) for label in labels) != sorted(YES_NO):
-        raise ValueError(f"label_set of the yes/no task {task!r} must be {list(YES_NO)}, got {list(labels)!r}")
+    if not isinstance(answer, str):
+        raise TypeError(f"answer must be a string, got {type(answer).__name__}")
+    labels = check_label_set(task, label_set)
     text = _norm(answer)
     markers = list(_ANSWER_MARKER.finditer(text))
     if markers:

@@ -25,7 +25,7 @@ from typing import Any
 from emollm._io import write_text_atomic
 from emollm.data.records import EmoRecord
 
-__all__ = ["PREDICTIONS", "answered", "is_main_process", "merge_shards", "process_state", "shard_path"]
+__all__ = ["PREDICTIONS", "answered", "is_main_process", "merge_shards", "process_state", "shard_path", "shards"]
 
 PREDICTIONS = "predictions.jsonl"
 _SHARD_GLOB = "predictions.rank*.jsonl"
@@ -54,7 +54,7 @@ def shard_path(out: Path, rank: int) -> Path:
     return Path(out) / f"predictions.rank{rank}.jsonl"
 
 
-def _shards(out: Path) -> list[Path]:
+def shards(out: Path) -> list[Path]:
     return sorted(Path(out).glob(_SHARD_GLOB))
 
 
@@ -65,7 +65,7 @@ def answered(out: Path, records: Sequence[EmoRecord]) -> dict[str, dict[str, Any
 
     wanted = {r.id for r in records}
     found: dict[str, dict[str, Any]] = {}
-    for path in [Path(out) / PREDICTIONS, *_shards(out)]:
+    for path in [Path(out) / PREDICTIONS, *shards(out)]:
         if path.is_file():
             found.update((p["id"], p) for p in read_predictions(path) if p.get("id") in wanted)
     return found
@@ -92,7 +92,7 @@ def merge_shards(out: Path, records: Sequence[EmoRecord], world_size: int) -> li
                            f"e.g. {missing[0]!r}")
     merged = [by_id[r.id] for r in records]
     write_text_atomic(Path(out) / PREDICTIONS, "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in merged))
-    for path in _shards(out):
+    for path in shards(out):
         path.unlink()
     return merged
 

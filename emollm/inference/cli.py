@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from types import SimpleNamespace
@@ -24,6 +25,7 @@ __all__ = ["add_commands", "cmd_ask"]
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_NEW_TOKENS, COT_NEW_TOKENS = 64, 200  # reasoning before the answer needs room
+MAX_NEW_TOKENS = 8192  # as `emollm eval`: a model that never stops would otherwise run for hours
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -62,10 +64,14 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--labels goes with --task"
     if args.prompts is not None and not args.task:
         return "--prompts needs --task: exemplars are chosen per task"
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        return f"--max-new-tokens must be at least 1, got {args.max_new_tokens}"
-    if args.temperature < 0 or not 0 < args.top_p <= 1:
-        return "--temperature must be >= 0 and --top-p in (0, 1]"
+    if args.max_new_tokens is not None and not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:
+        return f"--max-new-tokens must be from 1 to {MAX_NEW_TOKENS}, got {args.max_new_tokens}"
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        return f"--temperature must be a finite number >= 0 (0: greedy), got {args.temperature}"
+    if not 0 < args.top_p <= 1:  # NaN too
+        return f"--top-p must lie in (0, 1], got {args.top_p}"
+    if not 0 <= args.seed < 2**63:
+        return f"--seed must lie in [0, 2**63), got {args.seed}"
     if args.max_frames < 1:
         return f"--max-frames must be at least 1, got {args.max_frames}"
     if args.device and args.device.startswith("cuda"):
@@ -77,11 +83,18 @@ def _check(args: argparse.Namespace) -> str | None:
 
 
 def _labels(args: argparse.Namespace) -> list[str] | None:
+    """The --labels as a list, checked as the answer's parser needs them (before the model loads)."""
     if args.labels is None:
         return None
+    from emollm.evaluation.parse import check_label_set
+
     labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     if not labels:
         raise ValueError("--labels holds no label")
+    try:
+        check_label_set(args.task, labels)
+    except ValueError as e:
+        raise ValueError(f"--labels {args.labels!r}: {str(e).removeprefix('label_set ')}") from None
     return labels
 
 

@@ -13,6 +13,7 @@ and ``emollm serve`` both run through here.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from emollm.evaluation.parse import check_label_set
 from emollm.inference.media import Media
 from emollm.inference.prompt import build_prompt
 from emollm.inference.stream import generate_in_thread, text_deltas
@@ -114,11 +116,15 @@ class Session:
         """
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
         media = media or Media()
         if task is not None and labels is None:
             labels = default_labels(task)
+        if task is not None:
+            check_label_set(task, labels)  # here, not after the answer is generated
         prompt = build_prompt(question, media.kinds, exemplar)
         reply = Reply(prompt=prompt, task=task, labels=labels)
         reply._pieces = self._stream(reply, prompt, media, max_new_tokens, temperature, top_p, seed)

@@ -28,7 +28,6 @@ import http.client
 import io
 import json
 import math
-import mimetypes
 import os
 import random
 import re
@@ -61,7 +60,9 @@ FATAL_STATUS = {401: "the API key was refused", 403: "the API key may not use th
                 404: "no such endpoint or model (check --base-url and --model)"}
 MAX_REPLY_BYTES = 1 << 20  # a chat completion of a few hundred tokens is a few KB
 _ERROR_BODY_CHARS = 300  # of an error reply, shown in messages
-_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
+# A Bearer token, also URL-encoded ("Bearer%20...", "Bearer+..."), as a server may echo it in a Location.
+_BEARER = re.compile(r"(?i)\b(bearer(?:\s+|%20|\+))[^\s\"',;&?#]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class APIError(RuntimeError):
@@ -278,10 +279,20 @@ class ChatClient:
         self._no_reply = 0  # requests in a row that got no reply at all
 
     def redact(self, text: str) -> str:
-        """``text`` with the API key and any ``Bearer`` token replaced by ``[redacted]``."""
+        """``text`` with the API key and any ``Bearer`` token replaced by ``[redacted]``, also where
+        they are URL-encoded (a redirect's target, an echoed URL): such a text comes back decoded."""
         if self.api_key:
-            text = text.replace(self.api_key, "[redacted]")
+            text = decoded = text.replace(self.api_key, "[redacted]")
+            for _ in range(3):  # up to three layers of %-encoding
+                decoded = urllib.parse.unquote(decoded)
+                if self.api_key in decoded:
+                    text = decoded = decoded.replace(self.api_key, "[redacted]")
         return _BEARER.sub(r"\1[redacted]", text)
+
+    def message(self, text: str) -> str:
+        """``text`` fit for a one-line message: redacted, control characters (a server's newlines,
+        terminal escapes) shown as ``\\xNN``."""
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", self.redact(text))
 
     def _post(self, body: bytes) -> bytes:
         """The reply's body, at most ``max_reply_bytes + 1`` bytes of it; raises :class:`_HTTPStatus`
@@ -324,9 +335,10 @@ class ChatClient:
                 return reply_text(json.loads(data))
             except _HTTPStatus as e:
                 self._no_reply = 0
-                problem = self.redact(f"HTTP {e.code} from {where}: {self.redact(e.body)[:_ERROR_BODY_CHARS]}")
+                problem = self.message(f"HTTP {e.code} from {where}: {self.redact(e.body)[:_ERROR_BODY_CHARS]}")
                 if 300 <= e.code < 400:
-                    target = _where(urllib.parse.urljoin(self.url, e.headers.get("Location") or ""))
+                    # The target is the server's to choose: it may hold the key (redacted like the body).
+                    target = self.message(_where(urllib.parse.urljoin(self.url, e.headers.get("Location") or "")))
                     raise FatalAPIError(f"{problem} (a redirect to {target}: not followed, since the API key goes "
                                         f"to --base-url only; if the endpoint moved, pass its address as --base-url)"
                                         ) from None
@@ -341,14 +353,14 @@ class ChatClient:
                                         f"to resume)") from None
             except (OSError, http.client.HTTPException) as e:  # timeouts, refused or dropped connections
                 self._no_reply += 1
-                problem = self.redact(f"{type(e).__name__}: {getattr(e, 'reason', e)}")
+                problem = self.message(f"{type(e).__name__}: {getattr(e, 'reason', e)}")
                 if self._no_reply >= self.max_unreachable:
                     raise EndpointUnreachable(
                         f"no reply from {where} to {self._no_reply} requests in a row (last: {problem}); the "
                         f"endpoint looks down or the address is wrong. Check --base-url, then rerun to resume"
                     ) from None
             except (ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as e:
-                raise APIError(self.redact(f"malformed reply from {where}: {type(e).__name__}: {e}")[:500]) from None
+                raise APIError(self.message(f"malformed reply from {where}: {type(e).__name__}: {e}")[:500]) from None
             if attempt == self.max_retries:
                 raise APIError(f"gave up after {attempt + 1} attempts; last: {problem}")
             backoff = min(self.max_backoff, self.backoff * 2**attempt)
@@ -386,14 +398,30 @@ def _media_file(path: str) -> Path:
 
 
 def image_part(path: str) -> dict[str, Any]:
-    """An ``image_url`` content part holding the file at ``path`` as a base64 data URL."""
-    mime = mimetypes.guess_type(path)[0]
-    if mime is None or not mime.startswith("image/"):
-        raise ValueError(f"cannot tell the image type of {path} from its extension")
+    """An ``image_url`` content part holding the file at ``path`` as a base64 data URL.
+
+    The file must decode as an image (Pillow), whatever its name says: a file of another kind
+    named ``.png`` is not sent. The MIME type is that of the format Pillow found."""
     file = _media_file(path)
     if file.stat().st_size > MAX_IMAGE_BYTES:
         raise ValueError(f"{path} is larger than {MAX_IMAGE_BYTES // 2**20} MB")
-    return _data_url(file.read_bytes(), mime)
+    data = file.read_bytes()
+    return _data_url(data, _image_mime(data, path))
+
+
+def _image_mime(data: bytes, path: str) -> str:
+    """The MIME type of the image ``data`` (the file ``path``); ``ValueError`` if it does not decode."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            mime = Image.MIME.get(im.format or "")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path} is not an image that decodes: {e}") from None
+    if mime is None:
+        raise ValueError(f"{path}: no MIME type for its image format")
+    return mime
 
 
 def sample_frames(path: str, num_frames: int = 4) -> list[Any]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any
+
+from emollm._config import check_setting, read_settings
 
 __all__ = ["PARALLEL", "STRATEGIES", "TrainConfig", "load_config"]
 
@@ -68,7 +69,10 @@ class TrainConfig:
     deepspeed: str | None = None
 
     def validate(self) -> TrainConfig:
-        """Raises ``ValueError`` naming the setting that is missing or out of range."""
+        """Raises ``ValueError`` naming the setting that is missing, of the wrong type (a YAML
+        ``lora: maybe``, ``lr: [1, 2]``), not finite or out of range."""
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, check_setting(field.name, getattr(self, field.name), field.type))
         for name in ("model", "data", "output"):
             if not getattr(self, name):
                 raise ValueError(f"{name} is required (--{name} or '{name}:' in the YAML config)")
@@ -92,6 +96,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.lora_alpha < 1:
+            raise ValueError(f"lora_alpha must be an integer >= 1 (LoRA scales by lora_alpha / lora_r), "
+                             f"got {self.lora_alpha}")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must lie in [0, 2**32), got {self.seed}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must lie in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.lora_dropout < 1:
@@ -106,15 +119,12 @@ class TrainConfig:
 
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> TrainConfig:
     """The preset, updated by the YAML mapping at ``path`` (keys = :class:`TrainConfig` fields), then
-    by ``overrides`` whose value is not ``None`` (the command-line flags that were given)."""
+    by ``overrides`` whose value is not ``None`` (the command-line flags that were given). Raises
+    ``ValueError`` (:class:`~emollm._config.ConfigError`) for a file that cannot be read as YAML
+    settings, naming it, and for a bad setting, naming that."""
     values: dict[str, Any] = {}
     if path is not None:
-        import yaml
-
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config {path}: expected a mapping of settings, got {type(loaded).__name__}")
-        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+        values.update(read_settings(path))
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)

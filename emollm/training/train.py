@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -144,6 +145,56 @@ def _step_of(checkpoint: str | None) -> int:
     return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
 
 
+def torn(checkpoint: Path) -> str | None:
+    """What shows that ``checkpoint`` was not written whole (a kill or a full disk during the
+    Trainer's save, which writes in place), or None. Cheap checks: ``trainer_state.json`` parses,
+    every safetensors file's header covers the file, every torch file's zip directory is there."""
+    import json
+    import zipfile
+
+    from safetensors import SafetensorError, safe_open
+
+    state = checkpoint / "trainer_state.json"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"trainer_state.json: {' '.join(str(e).split())}"
+    for file in sorted(checkpoint.iterdir()):
+        try:
+            if file.suffix == ".safetensors":
+                with safe_open(str(file), framework="pt"):
+                    pass
+            elif file.suffix in (".pt", ".pth", ".bin") and not zipfile.is_zipfile(file):
+                return f"{file.name}: cut off (not a whole torch file)"
+        except (OSError, SafetensorError) as e:
+            return f"{file.name}: {' '.join(str(e).split())}"
+    return None
+
+
+def resume_point(output: Path) -> str | None:
+    """The newest checkpoint in ``output`` that was written whole, or None when there is none. A
+    newer one that is torn is passed over with a note (two are kept, so that a kill while the
+    newest is written leaves the one before); when every checkpoint is torn, :class:`TrainInputError`."""
+    last = get_last_checkpoint(str(output))
+    if last is None:
+        return None
+    checkpoints = sorted((p for p in output.iterdir() if p.is_dir() and p.name.startswith("checkpoint-")
+                          and p.name.removeprefix("checkpoint-").isdigit()), key=lambda p: -_step_of(str(p)))
+    for checkpoint in checkpoints:
+        problem = torn(checkpoint)
+        if problem is None:
+            return str(checkpoint)
+        if checkpoint != checkpoints[-1]:
+            _note(f"{checkpoint} is incomplete ({problem}); resuming from the checkpoint before it")
+    raise TrainInputError(f"{checkpoints[-1]} is incomplete ({torn(checkpoints[-1])}) and no whole checkpoint is "
+                          f"left to resume from; remove it (or pass --no-resume) to start again")
+
+
+def _note(message: str) -> None:
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 speaks for all
+        print(f"emollm train: note: {message}", file=sys.stderr)
+
+
 def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
     """Fine-tunes per ``config`` (validated here) and saves the merged model + processor to ``config.output``.
 
@@ -152,7 +203,7 @@ def train(config: TrainConfig, callbacks: Sequence[TrainerCallback] = ()) -> Tra
     with other settings (unless ``config.resume_with_changes``)."""
     config.validate()
     output = Path(config.output)
-    checkpoint = get_last_checkpoint(str(output)) if config.resume and output.is_dir() else None
+    checkpoint = resume_point(output) if config.resume and output.is_dir() else None
     try:
         check_rerun(config, has_checkpoint=checkpoint is not None)
     except SettingsChanged as e:

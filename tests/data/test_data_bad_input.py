@@ -212,7 +212,26 @@ def test_synth_writes_readable_pictures(tmp_path):
         assert im.size == (synth.IMAGE_SIZE, synth.IMAGE_SIZE)
 
 
-def test_confinement_is_on_the_path_text_and_takes_a_linked_data_folder_either_way(tmp_path):
+def test_confinement_follows_symlinks_out_of_the_data_folder(tmp_path):
+    (tmp_path / "data" / "media").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("root:x:0:0")
+    (tmp_path / "data" / "media" / "link.png").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "data" / "media" / "up").symlink_to(tmp_path)
+    path = tmp_path / "data" / "r.jsonl"
+    for media_path in ("media/link.png", "media/up/secret.txt"):
+        media = [{"type": "image", "path": media_path}]
+        path.write_text(lines({**record("1", "humor", "s", "yes", YN), "media": media}))
+        with pytest.raises(RecordError, match=rf"{path}:1: image path .* leads through a symlink out of the data"):
+            list(read_jsonl(path, confine_media=True))
+        assert len(list(read_jsonl(path))) == 1  # reading alone is allowed: --allow-outside-media
+    Image.new("RGB", (4, 4)).save(tmp_path / "data" / "a.png")
+    (tmp_path / "data" / "media" / "inside.png").symlink_to(tmp_path / "data" / "a.png")
+    path.write_text(lines({**record("1", "humor", "s", "yes", YN),
+                           "media": [{"type": "image", "path": "media/inside.png"}]}))
+    assert len(list(read_jsonl(path, check_media=True, confine_media=True))) == 1  # a link within the folder
+
+
+def test_confinement_takes_a_linked_data_folder_either_way(tmp_path):
     real = tmp_path / "real"
     (real / "img").mkdir(parents=True)
     Image.new("RGB", (4, 4)).save(real / "img" / "a.png")

@@ -66,6 +66,35 @@ def test_a_field_of_the_wrong_type_is_named_with_file_and_line(tmp_path, capsys,
     assert f"{source}:2: {message}" in _error(capsys)
 
 
+# ---- --config ----
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("batch_size: [1, 2\n  x: :\n", "c.yaml:2: not valid YAML: "),
+    (b"batch_size: 8 # caf\xe9\n", "c.yaml: not UTF-8 text (byte 0xe9 at offset 19)"),
+    ("batch_size: eight\n", "c.yaml: batch_size must be an integer, got 'eight'"),
+    ("batch_size: true\n", "c.yaml: batch_size must be an integer, got True"),
+    ("limit: 2.5\n", "c.yaml: limit must be an integer or null, got 2.5"),
+    ("dtype: [float32]\n", "c.yaml: dtype must be a string, got ['float32']"),
+    ("1: x\n", "c.yaml: setting names are words, got 1"),
+    ("- batch_size\n", "c.yaml: expected a mapping of settings, got list"),
+    ("bootstrap_seed: -1\n", "--bootstrap-seed must be at least 0, got -1"),
+])
+def test_a_bad_config_file_or_value_is_one_line_naming_it(tmp_path, capsys, content, message):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(content if isinstance(content, bytes) else content.encode())
+    _write(tmp_path / "p.jsonl", [RIGHT])
+    assert main(["eval", "--predictions", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "new"),
+                 "--config", str(config)]) == 2
+    assert message in _error(capsys) and not (tmp_path / "new").exists()
+
+
+def test_a_folder_given_as_config_is_called_a_folder(tmp_path, capsys):
+    _write(tmp_path / "p.jsonl", [RIGHT])
+    assert main(["eval", "--predictions", str(tmp_path / "p.jsonl"), "--out", str(tmp_path / "new"),
+                 "--config", str(tmp_path)]) == 2
+    assert f"--config {tmp_path}: a folder, not a file" in _error(capsys)
+
+
 # ---- atomic outputs ----
 
 def test_a_failure_while_drawing_keeps_the_old_chart(tmp_path, monkeypatch, capsys):
@@ -120,6 +149,48 @@ def test_predictions_in_out_need_resume_or_overwrite(tmp_path, media_records, ca
     assert "pass --resume" in _error(capsys) and (out / "predictions.jsonl").read_text() == kept
     assert main(["eval", "--predictions", str(other), "--out", str(out), "--overwrite"]) == 0
     assert [json.loads(line)["id"] for line in (out / "predictions.jsonl").read_text().splitlines()] == ["b"]
+
+
+def test_a_shard_left_by_a_killed_run_needs_resume_or_overwrite(tmp_path, media_records, capsys):
+    records, folder = media_records
+    out = tmp_path / "eval"
+    first = pred(records[0].id, "emo-c", "meld", MELD, "joy", "joy", "joy")
+    _write(out / "predictions.rank0.jsonl", [first])  # a run killed after its first batch
+    kept = (out / "predictions.rank0.jsonl").read_text()
+    argv = ["eval", "--model", "emollm-tiny", "--data", str(folder / "test.jsonl"), "--out", str(out),
+            "--limit", "2", "--max-new-tokens", "1", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 2
+    assert f"{out / 'predictions.rank0.jsonl'} holds answers of an interrupted run; pass --resume" in _error(capsys)
+    assert (out / "predictions.rank0.jsonl").read_text() == kept
+    assert main([*argv, "--resume"]) == 0
+    answers = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert answers[0] == first and len(answers) == 2 and not (out / "predictions.rank0.jsonl").exists()
+
+
+def test_ctrl_c_keeps_the_answers_and_says_how_to_continue(tmp_path, media_records, tiny, monkeypatch, capsys):
+    _, folder = media_records
+    model, processor = tiny
+    generate, calls = model.generate, []
+
+    def generate_then_ctrl_c(*args, **kwargs):  # the user presses Ctrl-C during the second batch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", generate_then_ctrl_c)
+    monkeypatch.setattr("emollm.evaluation.cli.load_model", lambda *args, **kwargs: (model, processor))
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", "emollm-tiny", "--data", str(folder / "test.jsonl"), "--out", str(out),
+            "--batch-size", "2", "--max-new-tokens", "1", "--no-progress", "--device", "cpu"]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip() == "emollm eval: interrupted; the answers so far are kept: rerun with --resume to continue"
+    assert len((out / "predictions.rank0.jsonl").read_text().splitlines()) == 2  # the first batch
+    assert main(argv) == 2 and "pass --resume" in _error(capsys)
+    assert main([*argv, "--resume"]) == 0 and len(calls) == 4  # the two batches left, nothing redone
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 5
 
 
 def test_resume_refuses_a_file_with_answers_to_other_records(tmp_path, media_records, capsys):

@@ -99,8 +99,20 @@ def test_bad_media_is_one_line_and_exit_code_2(capsys, tmp_path, flag, content, 
     (["--model", "emollm-tiny"], "give a question"),
     (["--model", "emollm-tiny", "--labels", "a,b", "Q?"], "--labels goes with --task"),
     (["--model", "emollm-tiny", "--prompts", "p.jsonl", "Q?"], "--prompts needs --task"),
-    (["--model", "emollm-tiny", "--max-new-tokens", "0", "Q?"], "at least 1"),
+    (["--model", "emollm-tiny", "--max-new-tokens", "0", "Q?"], "--max-new-tokens must be from 1 to 8192, got 0"),
+    (["--model", "emollm-tiny", "--max-new-tokens", "100000", "Q?"], "--max-new-tokens must be from 1 to 8192"),
     (["--model", "no/such/dir", "Q?"], "neither a folder nor a named set-up"),
+    (["--model", "emollm-tiny", "--temperature", "nan", "Q?"], "--temperature must be a finite number >= 0 (0: "
+                                                                "greedy), got nan"),
+    (["--model", "emollm-tiny", "--temperature", "inf", "Q?"], "--temperature must be a finite number >= 0"),
+    (["--model", "emollm-tiny", "--top-p", "nan", "Q?"], "--top-p must lie in (0, 1], got nan"),
+    (["--model", "emollm-tiny", "--seed", "-1", "Q?"], "--seed must lie in [0, 2**63), got -1"),
+    # Labels the answer's parser cannot tell apart: refused before any model loads (no-such-model).
+    (["--model", "no-such-model", "--task", "emo-c", "--labels", "joy,joy", "Q?"],
+     "--labels 'joy,joy': has labels that differ only in case or spacing: ['joy', 'joy']"),
+    (["--model", "no-such-model", "--task", "emo-c", "--labels", "Joy,joy", "Q?"], "differ only in case"),
+    (["--model", "no-such-model", "--task", "humor", "--labels", "funny,not", "Q?"],
+     "--labels 'funny,not': of the yes/no task 'humor' must be ['yes', 'no']"),
 ])
 def test_bad_arguments_are_one_line(capsys, args, message):
     code, _, err = ask(capsys, *args)

@@ -31,6 +31,17 @@ def test_a_failing_generate_raises_in_the_reading_thread(session, monkeypatch):
         session.ask("Why?", max_new_tokens=2).wait()
 
 
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"temperature": float("nan")}, "temperature must be a finite number >= 0, got nan"),
+    ({"top_p": float("nan")}, r"top_p must lie in \(0, 1\], got nan"),
+    ({"task": "emo-c", "labels": ["Joy", "joy"]}, "differ only in case or spacing"),
+])
+def test_settings_that_would_decode_wrongly_are_refused_before_generating(session, monkeypatch, kwargs, match):
+    monkeypatch.setattr(session.model, "generate", lambda **kw: pytest.fail("generated"))
+    with pytest.raises(ValueError, match=match):
+        session.ask("Why?", max_new_tokens=2, **kwargs)
+
+
 def test_held_back_partial_characters():
     # "é" is two bytes; a byte-level decoder shows U+FFFD until both have arrived.
     table = {(1,): "a", (1, 2): "a\ufffd", (1, 2, 3): "aé", (1, 2, 3, 4): "aé!"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from emollm.data.records import EmoRecord, write_jsonl
 from tests.prompting.helpers import EMOTIONS, ChatServer, make_record
@@ -17,7 +18,7 @@ def dataset(tmp_path: Path) -> tuple[Path, list[EmoRecord]]:
     (data / "img").mkdir(parents=True)
     records = []
     for i in range(6):
-        (data / "img" / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes([i]) * (10 + i))
+        Image.new("RGB", (4 + i, 4), (40 * i, 0, 0)).save(data / "img" / f"{i}.png")
         task, answer = ("emo-c", EMOTIONS[i % 4]) if i < 4 else ("sarcasm", "yes")
         records.append(make_record(f"fixture/train/{i}", task, answer, [{"type": "image", "path": f"img/{i}.png"}]))
     write_jsonl(records, data / "train.jsonl")

@@ -9,6 +9,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from PIL import Image
 
 from emollm.cli import main
 from emollm.data.records import write_jsonl
@@ -115,6 +116,35 @@ def test_a_redirect_is_not_followed_so_the_key_goes_to_no_other_origin(dataset, 
     assert len(server.seen) == 1  # the run stopped: every request would be redirected
 
 
+@pytest.mark.parametrize("location", [
+    "{other}/steal/{key}?k={key}",  # the key in the path and the query
+    "{other}/x/Bearer%20{key}",  # a URL-encoded Authorization header
+    "{other}/x/{quoted}",  # the key itself %-encoded, twice
+])
+def test_a_redirect_target_that_holds_the_key_is_shown_redacted(dataset, server, tmp_path, monkeypatch, capsys,
+                                                                location):
+    data, _ = dataset
+    monkeypatch.setenv("EMOLLM_TEST_KEY", SECRET)
+    quoted = "".join(f"%25{ord(c):02X}" for c in SECRET)
+    server.script = [Reply(302, "", {"Location": location.format(other="http://127.0.0.1:9", key=SECRET,
+                                                                     quoted=quoted)})]
+    out = tmp_path / "s.jsonl"
+    assert main(generate_args(data, out, server.url, "--api-key-env", "EMOLLM_TEST_KEY")) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "a redirect to http://127.0.0.1:9/" in lines[0] and "[redacted]" in lines[0]
+    assert SECRET not in captured.out + captured.err and "4f9a1c" not in captured.err
+
+
+def test_an_error_body_cannot_break_the_message_line(dataset, server, tmp_path, monkeypatch, capsys):
+    data, _ = dataset
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    server.script = [Reply(401, "line one\nemollm: forged line\x1b[31m")]
+    assert main(generate_args(data, tmp_path / "s.jsonl", server.url)) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err and "line one\\x0aemollm" in err
+
+
 def test_the_key_is_never_printed_or_written(dataset, server, tmp_path, monkeypatch, capsys):
     data, _ = dataset
     monkeypatch.setenv("EMOLLM_TEST_KEY", SECRET)
@@ -142,7 +172,7 @@ def test_a_key_that_cannot_go_in_a_header_is_refused_without_showing_it(dataset,
 
 
 def test_media_outside_the_data_folder_are_not_sent_without_the_flag(server, tmp_path, capsys):
-    (tmp_path / "private.png").write_bytes(b"\x89PNG\r\n\x1a\nprivate bytes")
+    Image.new("RGB", (4, 4)).save(tmp_path / "private.png")
     data = tmp_path / "data" / "train.jsonl"
     write_jsonl([make_record("r1", media=[{"type": "image", "path": "../private.png"}])], data)
     out = tmp_path / "s.jsonl"
@@ -151,6 +181,36 @@ def test_media_outside_the_data_folder_are_not_sent_without_the_flag(server, tmp
     assert server.seen == [] and not out.exists()
     assert main(generate_args(data, out, server.url, "--allow-outside-media")) == 0
     assert len(server.seen) == 1
+
+
+def test_a_symlink_out_of_the_data_folder_is_refused_and_a_non_image_is_never_sent(server, tmp_path, monkeypatch,
+                                                                                    capsys):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    data = tmp_path / "data" / "train.jsonl"
+    (tmp_path / "data" / "media").mkdir(parents=True)
+    (tmp_path / "data" / "media" / "link_passwd.png").symlink_to(secret)
+    write_jsonl([make_record("r1", media=[{"type": "image", "path": "media/link_passwd.png"}])], data)
+    out = tmp_path / "s.jsonl"
+    assert main(generate_args(data, out, server.url)) == 2
+    err = capsys.readouterr().err
+    assert f"{data}:1: image path 'media/link_passwd.png' leads through a symlink out of the data folder" in err
+    assert len(err.strip().splitlines()) == 1 and server.seen == [] and not out.exists()
+    # Allowed out, the file is still no image: the record fails, nothing is sent.
+    assert main(generate_args(data, out, server.url, "--allow-outside-media")) == 1
+    assert "link_passwd.png is not an image that decodes" in capsys.readouterr().err and server.seen == []
+
+
+def test_a_file_that_is_not_an_image_is_not_sent_whatever_its_name(dataset, server, tmp_path):
+    data, records = dataset
+    (data.parent / "img" / "1.png").write_text("notes, not a picture")
+    (data.parent / "img" / "2.png").unlink()
+    Image.new("RGB", (4, 4)).save(data.parent / "img" / "2.png", format="JPEG")  # a JPEG named .png
+    report = generate_store(records[:3], tmp_path / "s.jsonl", client_for(server), data_dir=data.parent,
+                            progress=False)
+    assert [r for r, _ in report.failed] == [records[1].id] and "not an image that decodes" in report.failed[0][1]
+    assert [s.images[0].split(";")[0] for s in server.seen] == ["data:image/png", "data:image/jpeg"]
 
 
 # ---- no unbounded waits ----

@@ -45,11 +45,71 @@ def test_flags_override_yaml_which_overrides_the_preset(tmp_path):
     ({"warmup_ratio": 1.0}, "warmup_ratio"),
     ({"lr": 0.0}, "lr must be > 0"),
     ({"bogus": 1}, r"unknown training setting\(s\) \['bogus'\]"),
+    ({"lr": float("inf")}, "lr must be a finite number, got inf"),
+    ({"weight_decay": float("nan")}, "weight_decay must be a finite number, got nan"),
+    ({"fps": float("inf")}, "fps must be a finite number, got inf"),
+    ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+    ({"lora_alpha": -1}, r"lora_alpha must be an integer >= 1 \(LoRA scales by lora_alpha / lora_r\), got -1"),
+    ({"lora_alpha": 0}, "lora_alpha must be an integer >= 1"),
+    ({"seed": -1}, r"seed must lie in \[0, 2\*\*32\), got -1"),
+    ({"seed": 2**32}, "seed must lie in"),
+    ({"num_workers": -1}, "num_workers must be >= 0, got -1"),
+    ({"lora": "maybe"}, "lora must be true or false, got 'maybe'"),
+    ({"lr": [1, 2]}, r"lr must be a finite number, got \[1, 2\]"),
+    ({"epochs": 2.5}, "epochs must be an integer, got 2.5"),
+    ({"bf16": 1}, "bf16 must be true or false or null, got 1"),
+    ({"model": 7}, "model must be a string or null, got 7"),
 ])
 def test_bad_settings_are_named(overrides, match):
     base = {"model": "emollm-tiny", "data": "d.jsonl", "output": "out"}
     with pytest.raises(ValueError, match=match):
         load_config(None, **{**base, **overrides})  # a None override is "not given": data stays missing
+
+
+def test_a_float_yaml_reads_as_a_string_is_taken_as_the_number(tmp_path):
+    (tmp_path / "c.yaml").write_text("model: m\ndata: d.jsonl\noutput: out\nlr: 2e-5\nfps: 2\n")  # PyYAML: '2e-5'
+    config = load_config(tmp_path / "c.yaml")
+    assert (config.lr, config.fps) == (2e-5, 2.0) and isinstance(config.fps, float)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("lora: maybe\n", "lora must be true or false, got 'maybe'"),
+    ("lr: [1, 2]\n", r"lr must be a finite number, got \[1, 2\]"),
+    ("lr: .inf\n", "lr must be a finite number, got inf"),
+    ("batch_size: [1, 2\n  x: :\n", r"--config \S*c\.yaml:2: not valid YAML: "),
+    (b"seed: 1 # \xff\n", r"--config \S*c\.yaml: not UTF-8 text \(byte 0xff at offset 10\)"),
+])
+def test_a_bad_config_is_one_line_naming_the_setting_or_file(tmp_path, capsys, content, message):
+    config = tmp_path / "c.yaml"
+    config.write_bytes(content if isinstance(content, bytes) else content.encode())
+    code = cli_main(["train", "--model", "emollm-tiny", "--data", "d.jsonl", "--output", str(tmp_path / "run"),
+                     "--config", str(config)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err and re.search(message, err)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_given_as_config_is_called_a_folder(tmp_path, capsys):
+    assert cli_main(["train", "--config", str(tmp_path), "--output", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == f"emollm train: --config {tmp_path}: a folder, not a file\n"
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--lr", "inf"], "lr must be a finite number, got inf"),
+    (["--weight-decay", "nan"], "weight_decay must be a finite number, got nan"),
+    (["--warmup-ratio", "nan"], "warmup_ratio must be a finite number, got nan"),
+    (["--lora-dropout=-inf"], "lora_dropout must be a finite number, got -inf"),
+    (["--fps", "inf"], "fps must be a finite number, got inf"),
+    (["--num-workers", "-1"], "num_workers must be >= 0, got -1"),
+    (["--seed", "-1"], r"seed must lie in \[0, 2\*\*32\), got -1"),
+    (["--lora-alpha", "-1"], "lora_alpha must be an integer >= 1"),
+])
+def test_bad_numbers_are_refused_before_anything_is_written(synth, tmp_path, capsys, flags, message):
+    code = cli_main(["train", "--model", "emollm-tiny", "--data", str(synth["train"]), "--output",
+                     str(tmp_path / "run"), "--max-steps", "1", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and re.search(message, err)
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_flags_default_to_none_so_yaml_values_survive():
@@ -163,6 +223,35 @@ def test_resume_after_interruption_finishes_the_same_run(synth, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _cut_in_half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_torn_newest_checkpoint_is_passed_over_for_the_one_before(synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    train(_config(synth["train"], out, max_steps=4))
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    (weights,) = (out / "checkpoint-4").glob("*.safetensors")
+    _cut_in_half(weights)  # a kill while the Trainer wrote it
+    capsys.readouterr()
+    steps = _Steps()
+    resumed = train(_config(synth["train"], out, max_steps=6, resume_with_changes=True), callbacks=[steps])
+    assert resumed.resumed_from == str(out / "checkpoint-2") and steps.steps == [3, 4, 5, 6]
+    err = capsys.readouterr().err
+    assert f"emollm train: note: {out / 'checkpoint-4'} is incomplete ({weights.name}: " in err
+    assert "resuming from the checkpoint before it" in err
+    # No whole checkpoint left: one line naming it, nothing trained.
+    for checkpoint in out.glob("checkpoint-*"):
+        _cut_in_half(checkpoint / weights.name)
+    code = cli_main(["train", "--model", "emollm-tiny", "--data", str(synth["train"]), "--output", str(out),
+                     "--max-steps", "8", "--save-steps", "2", "--batch-size", "4", "--resume-with-changes"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert re.search(r"emollm train: \S*checkpoint-\d is incomplete \(.*\) and no whole checkpoint is left to "
+                     r"resume from; remove it \(or pass --no-resume\) to start again", err)
 
 
 def test_sequential_run_trains_on_general_data_first(synth, tmp_path, monkeypatch):
