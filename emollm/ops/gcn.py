@@ -72,7 +72,9 @@ def _check_graph(bits: Tensor, dinv: Tensor) -> None:
         raise ValueError("adj.dinv must be finite and >= 0 (deg^-1/2 of the graph from gcn_adjacency)")
     # A GCN's layers propagate over one graph: checked once per graph tensor and version (an
     # in-place change bumps the version counter).
-    if getattr(bits, "_emollm_symmetric_at", None) == bits._version:
+    # (Inference tensors keep no version counter: checked every time.)
+    version = None if bits.is_inference() else bits._version
+    if version is not None and getattr(bits, "_emollm_symmetric_at", None) == version:
         return
     c = dinv.shape[-1]
     shifts = torch.arange(64, device=bits.device)
@@ -80,7 +82,8 @@ def _check_graph(bits: Tensor, dinv: Tensor) -> None:
     if not torch.equal(dense, dense.transpose(-1, -2)):
         raise ValueError("adj.bits is not symmetric: gcn_propagate takes the graph from gcn_adjacency, "
                          "whose edges go both ways")
-    bits._emollm_symmetric_at = bits._version
+    if version is not None:
+        bits._emollm_symmetric_at = version
 
 
 @torch.library.custom_op("emollm::gcn_propagate", mutates_args=())
