@@ -126,9 +126,12 @@ def _runnable(device: torch.device) -> list[str]:
 
 
 def _demo_backends(device: torch.device) -> list[str]:
-    """The backends timed on ``device``: those that implement every op of a stage themselves. A
-    backend lacking one would have its row run that op on another backend."""
-    return [name for name in _runnable(device) if all(_backend.implements(name, op) for op in PIPELINE_OPS)]
+    """The backends timed on ``device``: those that implement every op of a stage themselves (a
+    backend lacking one would have its row run that op on another backend) and run compiled code
+    (Triton's CPU interpreter, under ``TRITON_INTERPRET=1``, takes seconds where a GPU takes
+    microseconds: its row would mean nothing)."""
+    return [name for name in _runnable(device) if not ops.backends()[name].interpreted
+            and all(_backend.implements(name, op) for op in PIPELINE_OPS)]
 
 
 def _untimed_notes(device: torch.device) -> list[str]:
@@ -136,6 +139,10 @@ def _untimed_notes(device: torch.device) -> list[str]:
     notes = []
     for name in _runnable(device):
         if name in _demo_backends(device):
+            continue
+        if ops.backends()[name].interpreted:
+            notes.append(f"note: {name} not timed: it runs in an interpreter here (TRITON_INTERPRET=1), "
+                         "so its timings would mean nothing")
             continue
         own = [op for op in _backend._contracts if _backend.implements(name, op)]
         stage_ops = [op for op in PIPELINE_OPS if op in own]
