@@ -3,7 +3,8 @@
 # and install emollm with its C++ extension (`pip install --no-build-isolation -e ".[dev]"`).
 #
 #   make test        lint + the whole suite, on the locked (newest tested) versions
-#   make test-lower  the model, training and evaluation tests on every declared lower bound
+#   make test-lower  the model, training and evaluation tests on every declared lower bound (those not
+#                    marked slow: the multi-process and learning runs stay in make test, keeping CI in time)
 #                    (requirements/lower.txt), against emollm built as a wheel in .venv-lower
 #   make test-wheel  the built wheel installed into clean environments: base only, and all extras
 #   make ci          the three above and the compile gate: what .ci/run runs
@@ -46,7 +47,7 @@ lint: $(STAMP)
 
 test-lower: $(LOWER_STAMP)
 	rm -rf build/lower-tests && mkdir -p build/lower-tests && cp -r tests configs pyproject.toml build/lower-tests/
-	cd build/lower-tests && ../../$(LOWER)/bin/python -m pytest -p no:cacheprovider $(MODEL_TESTS)
+	cd build/lower-tests && ../../$(LOWER)/bin/python -m pytest -p no:cacheprovider -m "not slow" $(MODEL_TESTS)
 
 test-wheel: $(STAMP)
 	rm -rf build/wheel && $(BIN)/pip wheel --quiet --no-build-isolation --no-deps -w build/wheel .
