@@ -170,6 +170,8 @@ def _check(args: argparse.Namespace) -> str | None:
         value = getattr(args, name)
         if value is not None and value < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {value}"
+        if value is not None and value > 10**9:  # past 2**63 the batching fails in a traceback
+            return f"--{name.replace('_', '-')} must be at most 1000000000, got {value}"
     if args.max_new_tokens > MAX_NEW_TOKENS:
         return f"--max-new-tokens must be at most {MAX_NEW_TOKENS}, got {args.max_new_tokens}"
     for name in ("max_unparseable", "bootstrap", "bootstrap_seed"):
@@ -223,16 +225,21 @@ def _leftover_shard(out: Path) -> Path | None:
 def _foreign_answers(args: argparse.Namespace, target: Path, records: list) -> str | None:
     """With ``--resume``: why the kept file does not belong to this run, or None."""
     from emollm.evaluation.predict import read_predictions
+    from emollm.evaluation.sharding import shards
 
-    if not args.resume or not target.is_file():
+    if not args.resume:
         return None
     wanted = {r.id for r in records}
-    foreign = [p["id"] for p in read_predictions(target, warn=lambda message: None) if p["id"] not in wanted]
-    if not foreign:
-        return None
-    return (f"{target} holds {len(foreign)} answer(s) to records that this run does not answer (e.g. "
-            f"{foreign[0]!r}); resuming would drop them. Run with the same --data and --limit, or pass "
-            f"--overwrite to start again")
+    # The merged file, and the shards an interrupted run left (merging them keeps only this run's).
+    for kept in [target, *shards(target.parent)]:
+        if not kept.is_file():
+            continue
+        foreign = [p["id"] for p in read_predictions(kept, warn=lambda message: None) if p.get("id") not in wanted]
+        if foreign:
+            return (f"{kept} holds {len(foreign)} answer(s) to records that this run does not answer (e.g. "
+                    f"{foreign[0]!r}); resuming would drop them. Run with the same --data and --limit, or pass "
+                    f"--overwrite to start again")
+    return None
 
 
 def _answer(args: argparse.Namespace, out: Path) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:

@@ -28,6 +28,9 @@ DEFAULT_NEW_TOKENS, COT_NEW_TOKENS = 64, 200  # reasoning before the answer need
 MAX_NEW_TOKENS = 8192  # as `emollm eval`: a model that never stops would otherwise run for hours
 
 
+# Logits divided by a smaller temperature overflow float32 (sampling would fail on inf/NaN).
+MIN_TEMPERATURE = 1e-3
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Adds ``emollm ask`` to the ``emollm`` parser."""
     p = sub.add_parser("ask", help="ask a model one question about an image, a video or an audio clip",
@@ -66,8 +69,9 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--prompts needs --task: exemplars are chosen per task"
     if args.max_new_tokens is not None and not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS:
         return f"--max-new-tokens must be from 1 to {MAX_NEW_TOKENS}, got {args.max_new_tokens}"
-    if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        return f"--temperature must be a finite number >= 0 (0: greedy), got {args.temperature}"
+    if not (math.isfinite(args.temperature) and (args.temperature == 0 or args.temperature >= MIN_TEMPERATURE)):
+        return (f"--temperature must be 0 (greedy) or a finite number >= {MIN_TEMPERATURE} (smaller ones overflow "
+                f"the logits), got {args.temperature}")
     if not 0 < args.top_p <= 1:  # NaN too
         return f"--top-p must lie in (0, 1], got {args.top_p}"
     if not 0 <= args.seed < 2**63:

@@ -14,6 +14,10 @@ STRATEGIES = ("emo", "mix", "sequential")
 PARALLEL = ("ddp", "fsdp", "zero2", "zero3")  # emollm.training.parallel (kept free of torch imports here)
 
 
+# The largest count setting (epochs, batch size, steps, ...) accepted.
+MAX_COUNT = 10**9
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything ``emollm train`` needs. The defaults are the paper's preset (§5.1): AdamW, cosine
@@ -94,6 +98,8 @@ class TrainConfig:
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            if value > MAX_COUNT:  # a count no run reaches; past 2**63 the samplers fail in a traceback
+                raise ValueError(f"{name} must be at most {MAX_COUNT}, got {value}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:

@@ -154,6 +154,8 @@ def torn(checkpoint: Path) -> str | None:
 
     from safetensors import SafetensorError, safe_open
 
+    if not any(checkpoint.glob("*.safetensors")) and not any(checkpoint.glob("*.bin")):
+        return "no model weights file (model.safetensors, adapter_model.safetensors or *.bin)"
     state = checkpoint / "trainer_state.json"
     try:
         json.loads(state.read_text(encoding="utf-8"))

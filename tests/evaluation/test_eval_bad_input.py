@@ -167,6 +167,21 @@ def test_a_shard_left_by_a_killed_run_needs_resume_or_overwrite(tmp_path, media_
     assert answers[0] == first and len(answers) == 2 and not (out / "predictions.rank0.jsonl").exists()
 
 
+def test_resume_with_a_smaller_limit_keeps_a_shard_whole(tmp_path, media_records, capsys):
+    # A shard holding answers to records this run does not answer (a smaller --limit) would lose
+    # them in the merge: refused, as for a finished predictions.jsonl.
+    records, folder = media_records
+    out = tmp_path / "eval"
+    answers = [pred(r.id, "emo-c", "meld", MELD, "joy", "joy", "joy") for r in records[:3]]
+    _write(out / "predictions.rank0.jsonl", answers)
+    kept = (out / "predictions.rank0.jsonl").read_text()
+    argv = ["eval", "--model", "emollm-tiny", "--data", str(folder / "test.jsonl"), "--out", str(out),
+            "--limit", "1", "--max-new-tokens", "1", "--no-progress", "--device", "cpu", "--resume"]
+    assert main(argv) == 2
+    assert "resuming would drop them" in _error(capsys)
+    assert (out / "predictions.rank0.jsonl").read_text() == kept
+
+
 def test_ctrl_c_keeps_the_answers_and_says_how_to_continue(tmp_path, media_records, tiny, monkeypatch, capsys):
     _, folder = media_records
     model, processor = tiny

@@ -102,9 +102,11 @@ def test_bad_media_is_one_line_and_exit_code_2(capsys, tmp_path, flag, content, 
     (["--model", "emollm-tiny", "--max-new-tokens", "0", "Q?"], "--max-new-tokens must be from 1 to 8192, got 0"),
     (["--model", "emollm-tiny", "--max-new-tokens", "100000", "Q?"], "--max-new-tokens must be from 1 to 8192"),
     (["--model", "no/such/dir", "Q?"], "neither a folder nor a named set-up"),
-    (["--model", "emollm-tiny", "--temperature", "nan", "Q?"], "--temperature must be a finite number >= 0 (0: "
-                                                                "greedy), got nan"),
-    (["--model", "emollm-tiny", "--temperature", "inf", "Q?"], "--temperature must be a finite number >= 0"),
+    (["--model", "emollm-tiny", "--temperature", "nan", "Q?"], "--temperature must be 0 (greedy) or a finite "
+                                                                "number >= 0.001"),
+    (["--model", "emollm-tiny", "--temperature", "inf", "Q?"], "--temperature must be 0 (greedy) or a finite"),
+    # Logits over 1e-45 overflow: sampling would stop on inf/NaN in a traceback.
+    (["--model", "emollm-tiny", "--temperature", "1e-45", "Q?"], "smaller ones overflow the logits), got 1e-45"),
     (["--model", "emollm-tiny", "--top-p", "nan", "Q?"], "--top-p must lie in (0, 1], got nan"),
     (["--model", "emollm-tiny", "--seed", "-1", "Q?"], "--seed must lie in [0, 2**63), got -1"),
     # Labels the answer's parser cannot tell apart: refused before any model loads (no-such-model).

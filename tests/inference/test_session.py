@@ -32,7 +32,8 @@ def test_a_failing_generate_raises_in_the_reading_thread(session, monkeypatch):
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"temperature": float("nan")}, "temperature must be a finite number >= 0, got nan"),
+    ({"temperature": float("nan")}, r"temperature must be 0 \(greedy\) or a finite number >= 0.001, got nan"),
+    ({"temperature": 1e-45}, "got 1e-45"),
     ({"top_p": float("nan")}, r"top_p must lie in \(0, 1\], got nan"),
     ({"task": "emo-c", "labels": ["Joy", "joy"]}, "differ only in case or spacing"),
 ])

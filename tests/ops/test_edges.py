@@ -148,3 +148,16 @@ def test_gcn_propagate_refuses_an_asymmetric_graph(backend):
         ops.gcn_propagate((bits, graph.dinv), h)
     with pytest.raises(TypeError, match="two tensors"):
         ops.gcn_propagate((graph.bits, [1.0] * 10), h)
+
+
+def test_gcn_propagate_checks_the_graph_on_every_call(backend):
+    # A write through .numpy() does not bump the tensor's version: no check may be skipped on the
+    # strength of an earlier call with the same tensor.
+    graph, h = _graph()
+    bits = graph.bits.clone()
+    ops.gcn_propagate((bits, graph.dinv), h)
+    dense = graph.dense() > 0
+    i, j = next((i, j) for i in range(10) for j in range(10) if not dense[0, i, j])
+    bits.numpy()[0, i, j // 64] |= 1 << (j % 64)
+    with pytest.raises(ValueError, match="not symmetric"):
+        ops.gcn_propagate((bits, graph.dinv), h)

@@ -103,6 +103,7 @@ def test_a_folder_given_as_config_is_called_a_folder(tmp_path, capsys):
     (["--num-workers", "-1"], "num_workers must be >= 0, got -1"),
     (["--seed", "-1"], r"seed must lie in \[0, 2\*\*32\), got -1"),
     (["--lora-alpha", "-1"], "lora_alpha must be an integer >= 1"),
+    (["--batch-size", str(10**23)], "batch_size must be at most 1000000000"),  # the sampler's traceback
 ])
 def test_bad_numbers_are_refused_before_anything_is_written(synth, tmp_path, capsys, flags, message):
     code = cli_main(["train", "--model", "emollm-tiny", "--data", str(synth["train"]), "--output",
@@ -252,6 +253,17 @@ def test_a_torn_newest_checkpoint_is_passed_over_for_the_one_before(synth, tmp_p
     assert code == 2 and "Traceback" not in err
     assert re.search(r"emollm train: \S*checkpoint-\d is incomplete \(.*\) and no whole checkpoint is left to "
                      r"resume from; remove it \(or pass --no-resume\) to start again", err)
+
+
+def test_a_checkpoint_without_its_weights_is_incomplete(tmp_path):
+    from emollm.training.train import torn
+
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text("{}")
+    assert "no model weights file" in torn(checkpoint)  # deleted, or never written
+    (checkpoint / "model.safetensors").write_bytes(b"")
+    assert torn(checkpoint) is not None  # there, but not whole
 
 
 def test_sequential_run_trains_on_general_data_first(synth, tmp_path, monkeypatch):
