@@ -8,7 +8,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ConfigError", "check_setting", "read_settings"]
+__all__ = ["MAX_COUNT", "ConfigError", "check_setting", "read_settings"]
+
+# The largest count setting (epochs, batch size, steps, records, ...) accepted: more than any run
+# reaches, and past 2**63 the samplers and batching fail in a traceback.
+MAX_COUNT = 10**9
 
 
 class ConfigError(ValueError):

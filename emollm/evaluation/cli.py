@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from emollm._config import check_setting, read_settings
+from emollm._config import MAX_COUNT, check_setting, read_settings
 from emollm._io import NewFolders, check_output_dir, write_jsonl_atomic
 
 __all__ = ["add_commands", "cmd_eval", "load_model"]
@@ -170,8 +170,8 @@ def _check(args: argparse.Namespace) -> str | None:
         value = getattr(args, name)
         if value is not None and value < 1:
             return f"--{name.replace('_', '-')} must be at least 1, got {value}"
-        if value is not None and value > 10**9:  # past 2**63 the batching fails in a traceback
-            return f"--{name.replace('_', '-')} must be at most 1000000000, got {value}"
+        if value is not None and value > MAX_COUNT:
+            return f"--{name.replace('_', '-')} must be at most {MAX_COUNT}, got {value}"
     if args.max_new_tokens > MAX_NEW_TOKENS:
         return f"--max-new-tokens must be at most {MAX_NEW_TOKENS}, got {args.max_new_tokens}"
     for name in ("max_unparseable", "bootstrap", "bootstrap_seed"):

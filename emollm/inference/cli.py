@@ -26,10 +26,8 @@ __all__ = ["add_commands", "cmd_ask"]
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_NEW_TOKENS, COT_NEW_TOKENS = 64, 200  # reasoning before the answer needs room
 MAX_NEW_TOKENS = 8192  # as `emollm eval`: a model that never stops would otherwise run for hours
+MIN_TEMPERATURE = 1e-3  # logits divided by a smaller one overflow float32 (sampling fails on inf/NaN)
 
-
-# Logits divided by a smaller temperature overflow float32 (sampling would fail on inf/NaN).
-MIN_TEMPERATURE = 1e-3
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Adds ``emollm ask`` to the ``emollm`` parser."""

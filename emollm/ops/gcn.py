@@ -33,9 +33,14 @@ class GCNGraph(NamedTuple):
 
     def dense(self) -> Tensor:
         """``D^-1/2 Â D^-1/2`` as a dense float32 ``[B,C,C]`` (for inspection and plots)."""
-        shifts = torch.arange(64, device=self.bits.device)
-        a_hat = ((self.bits[..., None] >> shifts) & 1).flatten(-2)[..., : self.num_nodes].float()
+        a_hat = unpack_bits(self.bits, self.num_nodes).float()
         return self.dinv[..., :, None] * a_hat * self.dinv[..., None, :]
+
+
+def unpack_bits(bits: Tensor, num_nodes: int) -> Tensor:
+    """``Â`` as a bool ``[..., C, C]`` from the bitmask ``[..., C, ceil(C/64)]``."""
+    shifts = torch.arange(64, device=bits.device)
+    return ((bits[..., None] >> shifts) & 1).flatten(-2)[..., :num_nodes].bool()
 
 
 @torch.library.custom_op("emollm::gcn_adjacency", mutates_args=())
@@ -72,9 +77,7 @@ def _check_graph(bits: Tensor, dinv: Tensor) -> None:
         return
     if not bool(torch.isfinite(dinv).all()) or bool((dinv < 0).any()):
         raise ValueError("adj.dinv must be finite and >= 0 (deg^-1/2 of the graph from gcn_adjacency)")
-    c = dinv.shape[-1]
-    shifts = torch.arange(64, device=bits.device)
-    dense = ((bits[..., None] >> shifts) & 1).flatten(-2)[..., :c].bool()
+    dense = unpack_bits(bits, dinv.shape[-1])
     if not torch.equal(dense, dense.transpose(-1, -2)):
         raise ValueError("adj.bits is not symmetric: gcn_propagate takes the graph from gcn_adjacency, "
                          "whose edges go both ways")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from emollm import ops
+from emollm.ops._checks import positive_int
 from emollm.profiling import nvtx_range
 from emollm.projector.config import MVPConfig
 from emollm.projector.gcn import GCN
@@ -43,11 +44,8 @@ class MVPProjector(nn.Module):
             raise TypeError(f"config must be an MVPConfig, got {type(config).__name__}; give settings by keyword")
         # replace() re-runs MVPConfig's validation; an unknown setting is its TypeError.
         self.config = dataclasses.replace(config, **settings) if settings else config
-        for name, dim in (("in_dim", in_dim), ("out_dim", out_dim)):
-            if isinstance(dim, bool) or not isinstance(dim, int):
-                raise TypeError(f"{name} must be an int, got {type(dim).__name__}")
-            if dim < 1:
-                raise ValueError(f"{name} must be >= 1, got {dim}")
+        positive_int(in_dim, "in_dim")
+        positive_int(out_dim, "out_dim")
         self.in_dim, self.out_dim = in_dim, out_dim
         self.content = nn.Linear(in_dim, out_dim)
         self.relation = nn.ModuleList(GCN(in_dim, out_dim, self.config.gcn_layers) for _ in self.stages)

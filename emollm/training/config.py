@@ -6,16 +6,12 @@ import dataclasses
 import os
 from typing import Any
 
-from emollm._config import check_setting, read_settings
+from emollm._config import MAX_COUNT, check_setting, read_settings
 
 __all__ = ["PARALLEL", "STRATEGIES", "TrainConfig", "load_config"]
 
 STRATEGIES = ("emo", "mix", "sequential")
 PARALLEL = ("ddp", "fsdp", "zero2", "zero3")  # emollm.training.parallel (kept free of torch imports here)
-
-
-# The largest count setting (epochs, batch size, steps, ...) accepted.
-MAX_COUNT = 10**9
 
 
 @dataclasses.dataclass
@@ -98,7 +94,7 @@ class TrainConfig:
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-            if value > MAX_COUNT:  # a count no run reaches; past 2**63 the samplers fail in a traceback
+            if value > MAX_COUNT:
                 raise ValueError(f"{name} must be at most {MAX_COUNT}, got {value}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
