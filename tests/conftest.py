@@ -19,6 +19,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 # Backends whose kernels run on CPU tensors here (triton joins in its interpreter).
 CPU_BACKENDS = [name for name, b in ops.backends().items() if b.runs_on("cpu") and b.available()]
 ALL_OPS = tuple(_backend._contracts)
+# The ops whose CPU kernels may take the bfloat16 filter (csrc/cpu/knn_filter.cpp): the tests run
+# them twice, as "cpu" with it off and as "cpu-bf16" with it forced on, whatever this CPU has.
+FILTERED_OPS = {"knn_density", "dpc_cluster", "dpc_cluster_merge"}
 
 
 def pytest_report_header(config):
@@ -58,6 +61,8 @@ def backends_for(definition) -> list[str]:
         if heavy and ops.backends()[name].interpreted:
             continue
         names.append(name)
+        if name == "cpu" and FILTERED_OPS.intersection(wanted):
+            names.append("cpu-bf16")
     return names
 
 
@@ -69,10 +74,15 @@ def pytest_generate_tests(metafunc):
 
 
 @pytest.fixture
-def backend(request):
-    """Runs the test once per backend of `backends_for`, inside ``use_backend``."""
-    with ops.use_backend(request.param):
-        yield request.param
+def backend(request, monkeypatch):
+    """Runs the test once per backend of `backends_for`, inside ``use_backend``; "cpu-bf16" is the
+    cpu backend with the bfloat16 filter forced on, and "cpu" has it off."""
+    name = request.param
+    if name in ("cpu", "cpu-bf16"):
+        monkeypatch.setenv("EMOLLM_CPU_BF16", "1" if name == "cpu-bf16" else "0")
+        name = "cpu"
+    with ops.use_backend(name):
+        yield name
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -60,6 +61,14 @@ struct Sample {
   int64_t dim = 0;
   int64_t tile = 0;           // rows per Gram tile, see tile_rows
 
+  // The bfloat16 filter (float samples only, knn_filter.cpp): x rounded to bfloat16 and, per row,
+  // what the rounding bound needs. xh is undefined when the filter is off.
+  at::Tensor xh;               // [n, D] bfloat16
+  std::vector<float> hnorm;    // ||xh_i||, rounded up
+  std::vector<float> rnorm;    // ||x_i - xh_i||, rounded up
+  std::vector<float> norm;     // ||x_i||, rounded up
+  std::vector<float> slack;    // what flushing subnormal values to zero can cost, per row
+
   const T* row(int64_t i) const { return x.data_ptr<T>() + i * dim; }
 };
 
@@ -77,6 +86,17 @@ namespace simd {
 EMOLLM_SIMD_DECLARE(float)
 EMOLLM_SIMD_DECLARE(double)
 #undef EMOLLM_SIMD_DECLARE
+// h = x rounded to bfloat16 (to nearest, ties to even; x finite); *x_sq = ||x||^2, *h_sq = ||h||^2,
+// *r_sq = ||x - h||^2.
+void round_bf16(const float* x, uint16_t* h, int64_t dim, float* x_sq, float* h_sq, float* r_sq);
+// From one row of a bfloat16 Gram tile g (row i against columns b), the squared distance (scaled by
+// 1/D) and its rounding bound e (see bf16_error): lo[b] = max(0, d2) - e, hi[b] = max(0, d2) + e.
+void row_bounds(float* lo, float* hi, const uint16_t* g, const float* sq, const float* hn, const float* rn,
+                const float* nm, const float* sl, float sq_i, float hn_i, float rn_i, float nm_i, float sl_i,
+                float inv_dim, float u, float c, int64_t n);
+// Bit b set where r[b] < bar (resp. bars[b]), for n <= 32.
+uint32_t mask_below(const float* r, float bar, int64_t n);
+uint32_t mask_below_each(const float* r, const float* bars, int64_t n);
 }  // namespace simd
 
 template <typename T>
@@ -117,8 +137,17 @@ inline void check_row(const T* row, T sqnorm, int64_t dim, const char* name, int
 
 // xb: [N, D] contiguous in the compute type; valid: N bools or nullptr (all valid); at least
 // min_valid of them must be valid (the Python API says so first, with the argument's name).
+// knn_filter.cpp: turns the bfloat16 filter on for a float sample when it pays (EMOLLM_CPU_BF16: 1
+// always, 0 never, unset: on CPUs with AVX512-BF16 and n large enough against k), filling s.xh, the
+// norms it needs and s.sqnorm in one pass over x; returns whether it did. knn_scan then picks
+// candidates from bfloat16 Gram tiles within a proven error bound and the k nearest among them from
+// differences (exact lists, KnnLists::exact).
+bool prepare_filter(Sample<float>& s, int64_t k);
+inline bool prepare_filter(Sample<double>&, int64_t) { return false; }
+
+// filter_k >= 0: the sample is for a k-nearest scan with that k, which may use the bfloat16 filter.
 template <typename T>
-Sample<T> make_sample(const at::Tensor& xb, const bool* valid, int64_t min_valid = 1) {
+Sample<T> make_sample(const at::Tensor& xb, const bool* valid, int64_t min_valid = 1, int64_t filter_k = -1) {
   PhaseTimer timer(kPrepare);
   Sample<T> s;
   const int64_t N = xb.size(0);
@@ -137,7 +166,8 @@ Sample<T> make_sample(const at::Tensor& xb, const bool* valid, int64_t min_valid
   }
   s.sqnorm.resize(s.n);
   const T* data = s.x.template data_ptr<T>();
-  for (int64_t i = 0; i < s.n; ++i) s.sqnorm[i] = squared_norm(data + i * s.dim, s.dim);
+  if (filter_k < 0 || !prepare_filter(s, filter_k))  // the filter computes the norms in its pass
+    for (int64_t i = 0; i < s.n; ++i) s.sqnorm[i] = squared_norm(data + i * s.dim, s.dim);
   // A NaN or Inf anywhere in a row makes its norm non-finite: the finiteness check for free.
   for (int64_t i = 0; i < s.n; ++i) check_row(data + i * s.dim, s.sqnorm[i], s.dim, "x", s.orig[i]);
   return s;
@@ -172,39 +202,46 @@ inline T gram_rounding(int64_t dim) {
   return T(4) * (std::log2(T(dim)) + T(1)) * std::numeric_limits<T>::epsilon();
 }
 
-// The nearest of the candidates offered to token i, ties going to the lowest key: Gram distances
-// decide where they are clear of their rounding bound; within it (exact duplicates, for one) the
-// two candidates are recomputed from differences, then compared by key. Without this, two copies
-// of a token in different Gram tiles get different rounding and the higher index could win.
+// The nearest of the candidates offered to token i, ties going to the lowest key. Each offer is an
+// approximate squared distance (scaled by 1/D) with a bound on its error: the approximations decide
+// where they are clear of their bounds; within them (exact duplicates, for one) the two candidates
+// are recomputed from differences, then compared by key. Without this, two copies of a token in
+// different Gram tiles get different rounding and the higher index could win. offer(d2, cand, key)
+// takes a float Gram distance and its bound rel * (||x_i||^2 + ||x_cand||^2).
 template <typename T>
 struct Nearest {
   const Sample<T>& s;
   int64_t i;
   T rel;
-  T best = std::numeric_limits<T>::infinity();  // Gram squared distance (scaled by 1/D)
+  T best = std::numeric_limits<T>::infinity();  // approximate squared distance (scaled by 1/D)
+  T best_err = 0;                               // its error bound
   T best_exact = -1;                            // exact one, computed on demand
   int64_t j = -1, key = -1;
 
   Nearest(const Sample<T>& s_, int64_t i_) : s(s_), i(i_), rel(gram_rounding<T>(s_.dim) / T(s_.dim)) {}
 
   inline void offer(T d2, int64_t cand, int64_t cand_key) {
+    offer(d2, rel * (s.sqnorm[i] + s.sqnorm[cand]), cand, cand_key);
+  }
+
+  inline void offer(T d2, T err, int64_t cand, int64_t cand_key) {
     if (j < 0) {
-      take(d2, cand, cand_key, -1);
+      take(d2, err, cand, cand_key, -1);
       return;
     }
-    const T tol = rel * (T(2) * s.sqnorm[i] + s.sqnorm[cand] + s.sqnorm[j]);
-    if (d2 < best - tol) {
-      take(d2, cand, cand_key, -1);
-    } else if (d2 <= best + tol) {
+    if (d2 + err < best - best_err) {
+      take(d2, err, cand, cand_key, -1);
+    } else if (d2 - err <= best + best_err) {
       if (best_exact < 0) best_exact = exact_sqdist(s, i, j);
       const T e = exact_sqdist(s, i, cand);
-      if (e < best_exact || (e == best_exact && cand_key < key)) take(d2, cand, cand_key, e);
+      if (e < best_exact || (e == best_exact && cand_key < key)) take(d2, err, cand, cand_key, e);
     }
   }
 
  private:
-  inline void take(T d2, int64_t cand, int64_t cand_key, T exact) {
+  inline void take(T d2, T err, int64_t cand, int64_t cand_key, T exact) {
     best = d2;
+    best_err = err;
     j = cand;
     key = cand_key;
     best_exact = exact;
@@ -252,6 +289,7 @@ struct KnnLists {
   std::vector<int64_t> idx;   // [n, k]
   std::vector<T> worst;       // [n]: the current k-th distance, the bar a candidate must beat
   MaxPair<T> max;             // largest distance seen over pairs i != j
+  bool exact = false;         // dist holds exact distances (the bfloat16 filter's lists)
 
   KnnLists(int64_t n_, int64_t k_)
       : n(n_), k(k_), dist(n_ * k_, std::numeric_limits<T>::infinity()), idx(n_ * k_, -1),
@@ -277,7 +315,7 @@ struct KnnLists {
     T sum = 0;
     for (int64_t m = 0; m < k; ++m) {
       const int64_t j = idx[i * k + m];
-      sum += j == i ? T(0) : exact_sqdist(s, i, j);
+      sum += exact ? dist[i * k + m] : j == i ? T(0) : exact_sqdist(s, i, j);
     }
     return static_cast<float>(std::exp(-sum / T(k)));
   }
@@ -335,6 +373,31 @@ inline int64_t threads_for(bool parallel) { return parallel ? at::get_num_thread
 // tiles are written into it, so that G[i][j] holds x_i . x_j wherever tile(i) <= tile(j).
 template <typename T>
 KnnLists<T> knn_scan(const Sample<T>& s, int64_t k, bool include_self, bool parallel, const at::Tensor& gram);
+
+// knn_filter.cpp: knn_scan for a sample with the bfloat16 filter on (see prepare_filter).
+KnnLists<float> knn_scan_filtered(const Sample<float>& s, int64_t k, bool include_self, bool parallel,
+                                  const at::Tensor& gram);
+
+// Bound on |d2 - exact d2| (scaled by 1/D) for d2 from a bfloat16 Gram value g of rows i and j:
+// x_i.x_j - xh_i.xh_j = xh_i.(x_j - xh_j) + (x_i - xh_i).x_j, so the rounding of the inputs costs
+// at most ||xh_i|| ||r_j|| + ||r_i|| ||x_j||; rounding the float32 sum to bfloat16 at most u |g|;
+// the float32 sum, norms and the later float32 arithmetic at most c (||x_i||^2 + ||x_j||^2); and
+// flushing subnormals slack_i + slack_j. Twice that (d2 = ... - 2 g), over D.
+constexpr float kBf16Unit = 1.0f / 256 * (1.0f + 1.0f / 64);  // 2^-8 (8 significant bits), rounded up
+inline float bf16_fp32_term(int64_t dim) { return 2.0f * float(dim + 8) * std::ldexp(1.0f, -24); }
+inline float bf16_error(const Sample<float>& s, int64_t i, int64_t j, float g) {
+  const float e = s.hnorm[i] * s.rnorm[j] + s.rnorm[i] * s.norm[j] + kBf16Unit * std::abs(g) +
+                  bf16_fp32_term(s.dim) * (s.sqnorm[i] + s.sqnorm[j]) + s.slack[i] + s.slack[j];
+  return 2.0f * e / float(s.dim);
+}
+
+// A bfloat16 value (its bits) as float.
+inline float bf16_to_float(uint16_t h) {
+  const uint32_t bits = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
 
 // dpc_delta.cpp: for the rows `rows` (compacted indices), the nearest denser token over all
 // tokens by a full tiled scan; writes best_j (-1 when none is denser). Optionally records the

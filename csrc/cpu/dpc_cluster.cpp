@@ -21,12 +21,29 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   // Small samples keep their whole Gram matrix (at most kKeepGram^2 values, the size of a few
   // tiles), so that delta's fallback and the assignment read distances instead of redoing GEMMs:
   // at B=64, N=256, D=1024 this takes dpc_cluster from 59 ms to 47 ms on 2 cores.
-  const at::Tensor gram = n <= kKeepGram ? at::empty({n, n}, s.x.options()) : at::Tensor();
-  const T* G = gram.defined() ? gram.data_ptr<T>() : nullptr;
-  auto dot = [&](int64_t i, int64_t j) {  // x_i . x_j from the kept tiles (tile(i) <= tile(j))
-    return i / s.tile <= j / s.tile ? G[i * n + j] : G[j * n + i];
-  };
+  // With the bfloat16 filter on (s.xh defined) the kept matrix is bfloat16, and every distance read
+  // from it carries the filter's error bound.
+  const bool filtered = s.xh.defined();
+  const at::Tensor gram =
+      n <= kKeepGram ? at::empty({n, n}, s.x.options().dtype(filtered ? at::kBFloat16 : s.x.scalar_type()))
+                     : at::Tensor();
+  const T* G = gram.defined() && !filtered ? gram.data_ptr<T>() : nullptr;
+  const uint16_t* Gh = gram.defined() && filtered ? reinterpret_cast<const uint16_t*>(gram.data_ptr<at::BFloat16>()) : nullptr;
+  const bool kept = G != nullptr || Gh != nullptr;
   const T inv_dim = T(1) / T(s.dim);
+  const T rel = gram_rounding<T>(s.dim) / T(s.dim);
+  // Offers j to `near` with its distance from the kept tiles (tile(i) <= tile(j) holds x_i . x_j).
+  auto offer_kept = [&](Nearest<T>& near, int64_t i, int64_t j, int64_t key) {
+    const int64_t at = i / s.tile <= j / s.tile ? i * n + j : j * n + i;
+    if constexpr (std::is_same_v<T, float>) {
+      if (Gh != nullptr) {
+        const float g = bf16_to_float(Gh[at]);
+        near.offer(scaled_sqdist(s.sqnorm[i], s.sqnorm[j], g, inv_dim), bf16_error(s, i, j, g), j, key);
+        return;
+      }
+    }
+    near.offer(scaled_sqdist(s.sqnorm[i], s.sqnorm[j], G[at], inv_dim), j, key);
+  };
   KnnLists<T> lists = knn_scan(s, k, include_self, parallel, gram);
 
   std::vector<float> rho(n);
@@ -41,7 +58,6 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   std::optional<PhaseTimer> timer(kDelta);
   std::vector<float> delta(n);
   std::vector<int64_t> fallback;
-  const T rel = gram_rounding<T>(s.dim) / T(s.dim);
   for (int64_t i = 0; i < n; ++i) {
     Nearest<T> near(s, i);
     for (int64_t m = 0; m < k; ++m) {
@@ -57,11 +73,13 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
       fallback.push_back(i);
     }
   }
-  if (!fallback.empty() && G != nullptr) {
+  int64_t peak = -1;  // the densest token: no token is denser
+  if (!fallback.empty() && kept) {
     for (int64_t i : fallback) {
       Nearest<T> near(s, i);
       for (int64_t j = 0; j < n; ++j)
-        if (j != i && denser(rho.data(), j, i)) near.offer(scaled_sqdist(s.sqnorm[i], s.sqnorm[j], dot(i, j), inv_dim), j, j);
+        if (j != i && denser(rho.data(), j, i)) offer_kept(near, i, j, j);
+      if (near.j < 0) peak = i;
       delta[i] = static_cast<float>(std::sqrt(near.j < 0 ? lists.max.exact(s) : exact_sqdist(s, i, near.j)));
     }
   } else if (!fallback.empty()) {
@@ -70,9 +88,15 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
     const T peak_d2 = lists.max.exact(s);
     for (size_t r = 0; r < fallback.size(); ++r) {
       const int64_t i = fallback[r];
+      if (bj[r] < 0) peak = i;
       delta[i] = static_cast<float>(std::sqrt(bj[r] < 0 ? peak_d2 : exact_sqdist(s, i, bj[r])));
     }
   }
+  // The filter's farthest pair is the one of largest upper bound, maybe not the farthest one. The
+  // peak's delta only ranks it: with the largest rho and a delta no smaller than anyone's, it is the
+  // first center either way, so raising it to the largest other delta gives the exact ranking.
+  if (filtered && peak >= 0)
+    for (int64_t i = 0; i < n; ++i) delta[peak] = std::max(delta[peak], delta[i]);
 
   // Centers: the C highest rho * delta, descending, lower index on ties.
   timer.emplace(kCenters);
@@ -95,8 +119,47 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
       near.offer(scaled_sqdist(s.sqnorm[i], s.sqnorm[order[c]], dot_ic(c), inv_dim), order[c], c);  // ties: lowest id
     return near.key;
   };
-  if (G != nullptr) {
-    for (int64_t i = 0; i < n; ++i) assign_out[s.orig[i]] = nearest_center(i, [&](int64_t c) { return dot(i, order[c]); });
+  if (kept && filtered) {
+    if constexpr (std::is_same_v<T, float>) {
+      // Two passes: the bounds of all C centers, then differences only for those whose lower bound
+      // is under the smallest upper bound (usually one: no difference computed at all).
+      std::vector<float> lo(C), hi(C);
+      std::vector<std::pair<float, int64_t>> amb;
+      for (int64_t i = 0; i < n; ++i) {
+        float bar = std::numeric_limits<float>::infinity();
+        for (int64_t c = 0; c < C; ++c) {
+          const int64_t j = order[c];
+          const float g = bf16_to_float(Gh[i / s.tile <= j / s.tile ? i * n + j : j * n + i]);
+          const float d2 = scaled_sqdist(s.sqnorm[i], s.sqnorm[j], g, inv_dim), e = bf16_error(s, i, j, g);
+          lo[c] = d2 - e;
+          hi[c] = d2 + e;
+          bar = std::min(bar, hi[c]);
+        }
+        amb.clear();
+        for (int64_t c = 0; c < C; ++c)
+          if (lo[c] <= bar) amb.emplace_back(lo[c], c);
+        int64_t best = amb[0].second;
+        if (amb.size() > 1) {
+          std::pair<float, int64_t> top(std::numeric_limits<float>::infinity(), C);
+          std::sort(amb.begin(), amb.end());
+          for (const auto& [l, c] : amb) {
+            if (l > top.first) break;
+            top = std::min(top, std::pair<float, int64_t>(exact_sqdist(s, i, order[c]), c));  // ties: lowest id
+          }
+          best = top.second;
+        }
+        assign_out[s.orig[i]] = best;
+      }
+    }
+    for (int64_t c = 0; c < C; ++c) assign_out[s.orig[order[c]]] = c;
+    return;
+  }
+  if (kept) {
+    for (int64_t i = 0; i < n; ++i) {
+      Nearest<T> near(s, i);
+      for (int64_t c = 0; c < C; ++c) offer_kept(near, i, order[c], c);  // ties: lowest id
+      assign_out[s.orig[i]] = near.key;
+    }
     for (int64_t c = 0; c < C; ++c) assign_out[s.orig[order[c]]] = c;
     return;
   }
@@ -147,7 +210,7 @@ void cluster_batch(const at::Tensor& xc, const at::Tensor& mc, int64_t C, int64_
   const int64_t B = xc.size(0), N = xc.size(1), D = xc.size(2);
   for_each_sample(B, [&](int64_t b, bool parallel) {
     const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
-    Sample<T> s = make_sample<T>(xc[b], valid, std::max(C, include_self ? k : k + 1));
+    Sample<T> s = make_sample<T>(xc[b], valid, std::max(C, include_self ? k : k + 1), k);
     cluster_sample(s, C, k, include_self, parallel, centers + b * C, assign + b * N);
     if (merged != nullptr)
       merge_sample(s, assign + b * N, C, weight ? weight + b * N : nullptr, parallel, merged + b * C * D);

@@ -69,6 +69,9 @@ void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, std::vector<T>& row, co
 
 template <typename T>
 KnnLists<T> knn_scan(const Sample<T>& s, int64_t k, bool include_self, bool parallel, const at::Tensor& gram) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (s.xh.defined()) return knn_scan_filtered(s, k, include_self, parallel, gram);
+  }
   const int64_t tiles = (s.n + s.tile - 1) / s.tile;
   std::vector<std::pair<int64_t, int64_t>> pairs;
   for (int64_t I = 0; I < tiles; ++I)
@@ -101,7 +104,7 @@ at::Tensor knn_density(const at::Tensor& x, int64_t k, const std::optional<at::T
   AT_DISPATCH_FLOATING_TYPES(xc.scalar_type(), "knn_density", [&] {
     for_each_sample(B, [&](int64_t b, bool parallel) {
       const bool* valid = mc.defined() ? mc.data_ptr<bool>() + b * N : nullptr;
-      Sample<scalar_t> s = make_sample<scalar_t>(xc[b], valid, include_self ? k : k + 1);
+      Sample<scalar_t> s = make_sample<scalar_t>(xc[b], valid, include_self ? k : k + 1, k);
       KnnLists<scalar_t> lists = knn_scan(s, k, include_self, parallel, at::Tensor());
       for (int64_t i = 0; i < s.n; ++i) out[b * N + s.orig[i]] = lists.density(s, i);
     });

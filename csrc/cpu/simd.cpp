@@ -59,6 +59,51 @@ namespace emollm::cpu::simd {
 EMOLLM_SIMD_FUNCTIONS(float)
 EMOLLM_SIMD_FUNCTIONS(double)
 
+// The bfloat16 filter's loops (knn_filter.cpp), float only.
+EMOLLM_SIMD void round_bf16(const float* x, uint16_t* h, int64_t dim, float* x_sq, float* h_sq, float* r_sq) {
+  float xs = 0, hs = 0, rs = 0;
+  _Pragma("omp simd reduction(+ : xs, hs, rs)") for (int64_t d = 0; d < dim; ++d) {
+    uint32_t bits = __builtin_bit_cast(uint32_t, x[d]);
+    bits = (bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;  // to nearest, ties to even
+    const float hv = __builtin_bit_cast(float, bits);
+    h[d] = static_cast<uint16_t>(bits >> 16);
+    const float r = x[d] - hv;
+    xs += x[d] * x[d];
+    hs += hv * hv;
+    rs += r * r;
+  }
+  *x_sq = xs;
+  *h_sq = hs;
+  *r_sq = rs;
+}
+
+EMOLLM_SIMD void row_bounds(float* lo, float* hi, const uint16_t* g, const float* sq, const float* hn,
+                            const float* rn, const float* nm, const float* sl, float sq_i, float hn_i, float rn_i,
+                            float nm_i, float sl_i, float inv_dim, float u, float c, int64_t n) {
+  const float two_inv = 2.0f * inv_dim;
+  _Pragma("omp simd") for (int64_t b = 0; b < n; ++b) {
+    const float gb = __builtin_bit_cast(float, uint32_t(g[b]) << 16);
+    float d2 = (sq_i + sq[b] - 2.0f * gb) * inv_dim;
+    d2 = d2 > 0.0f ? d2 : 0.0f;
+    const float ag = gb < 0.0f ? -gb : gb;
+    const float e = (hn_i * rn[b] + rn_i * nm[b] + u * ag + c * (sq_i + sq[b]) + sl_i + sl[b]) * two_inv;
+    lo[b] = d2 - e;
+    hi[b] = d2 + e;
+  }
+}
+
+EMOLLM_SIMD uint32_t mask_below(const float* r, float bar, int64_t n) {
+  uint32_t m = 0;
+  _Pragma("omp simd reduction(| : m)") for (int64_t b = 0; b < n; ++b) m |= uint32_t(r[b] < bar) << b;
+  return m;
+}
+
+EMOLLM_SIMD uint32_t mask_below_each(const float* r, const float* bars, int64_t n) {
+  uint32_t m = 0;
+  _Pragma("omp simd reduction(| : m)") for (int64_t b = 0; b < n; ++b) m |= uint32_t(r[b] < bars[b]) << b;
+  return m;
+}
+
 }  // namespace emollm::cpu::simd
 
 namespace emollm::cpu {
