@@ -121,20 +121,25 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   };
   if (kept && filtered) {
     if constexpr (std::is_same_v<T, float>) {
-      // Two passes: the bounds of all C centers, then differences only for those whose lower bound
-      // is under the smallest upper bound (usually one: no difference computed at all).
-      std::vector<float> lo(C), hi(C);
+      // Two passes: the bounds of all C centers in one vector pass, then differences only for the
+      // centers whose lower bound is under the smallest upper bound (usually one: none computed).
+      std::vector<float> csq(C), chn(C), crn(C), cnm(C), csl(C), lo(C), hi(C);
+      for (int64_t c = 0; c < C; ++c) {
+        const int64_t j = order[c];
+        csq[c] = s.sqnorm[j], chn[c] = s.hnorm[j], crn[c] = s.rnorm[j], cnm[c] = s.norm[j], csl[c] = s.slack[j];
+      }
+      std::vector<uint16_t> g(C);
       std::vector<std::pair<float, int64_t>> amb;
+      const float cterm = bf16_fp32_term(s.dim);
       for (int64_t i = 0; i < n; ++i) {
-        float bar = std::numeric_limits<float>::infinity();
+        const int64_t ti = i / s.tile;
         for (int64_t c = 0; c < C; ++c) {
           const int64_t j = order[c];
-          const float g = bf16_to_float(Gh[i / s.tile <= j / s.tile ? i * n + j : j * n + i]);
-          const float d2 = scaled_sqdist(s.sqnorm[i], s.sqnorm[j], g, inv_dim), e = bf16_error(s, i, j, g);
-          lo[c] = d2 - e;
-          hi[c] = d2 + e;
-          bar = std::min(bar, hi[c]);
+          g[c] = Gh[ti <= j / s.tile ? i * n + j : j * n + i];
         }
+        simd::row_bounds(lo.data(), hi.data(), g.data(), csq.data(), chn.data(), crn.data(), cnm.data(), csl.data(),
+                         s.sqnorm[i], s.hnorm[i], s.rnorm[i], s.norm[i], s.slack[i], inv_dim, kBf16Unit, cterm, C);
+        const float bar = *std::min_element(hi.begin(), hi.end());
         amb.clear();
         for (int64_t c = 0; c < C; ++c)
           if (lo[c] <= bar) amb.emplace_back(lo[c], c);

@@ -81,26 +81,14 @@ struct Candidates {
   }
 };
 
-void scan_tile_pair(const Sample<float>& s, at::Tensor& buf, std::vector<float>& lo, std::vector<float>& hi,
-                    const at::Tensor& gram, int64_t I, int64_t J, Candidates& c) {
+// Offers every pair of tile pair (I, J) whose bfloat16 Gram tile is G (leading dimension ld) to
+// both its rows' and its columns' candidates.
+void scan_tile_pair(const Sample<float>& s, const uint16_t* G, int64_t ld, std::vector<float>& lo,
+                    std::vector<float>& hi, int64_t I, int64_t J, Candidates& c) {
   constexpr int64_t kBlock = 32;
   const int64_t i0 = I * s.tile, j0 = J * s.tile;
   const int64_t ni = std::min(s.tile, s.n - i0), nj = std::min(s.tile, s.n - j0);
-  at::Tensor g;
-  int64_t ld = nj;
-  {
-    PhaseTimer timer(kGram);
-    if (gram.defined()) {  // in place into the kept Gram matrix
-      g = gram.narrow(0, i0, ni).narrow(1, j0, nj);
-      at::mm_out(g, s.xh.narrow(0, i0, ni), s.xh.narrow(0, j0, nj).t());
-      ld = s.n;
-    } else {
-      g = buf.narrow(0, 0, ni * nj).view({ni, nj});
-      at::mm_out(g, s.xh.narrow(0, i0, ni), s.xh.narrow(0, j0, nj).t());
-    }
-  }
   PhaseTimer timer(kSelect);
-  const uint16_t* G = reinterpret_cast<const uint16_t*>(g.data_ptr<at::BFloat16>());
   const float inv_dim = 1.0f / float(s.dim);
   const float cterm = bf16_fp32_term(s.dim);
   MaxPair<float> local_max = c.max;
@@ -279,12 +267,41 @@ KnnLists<float> knn_scan_filtered(const Sample<float>& s, int64_t k, bool includ
   std::vector<Candidates> cands(nthreads, Candidates(n, k, cap));
   if (include_self)
     for (int64_t i = 0; i < n; ++i) cands[0].offer(i, 0.0f, 0.0f, i);
-  const int64_t tile_elems = std::min(s.tile, n) * std::min(s.tile, n);
-  maybe_parallel_for(parallel, static_cast<int64_t>(pairs.size()), 1, [&](int64_t begin, int64_t end, int64_t tid) {
-    at::Tensor buf = at::empty({tile_elems}, s.xh.options());
-    std::vector<float> lo(s.tile), hi(s.tile);
-    for (int64_t p = begin; p < end; ++p) scan_tile_pair(s, buf, lo, hi, gram, pairs[p].first, pairs[p].second, cands[tid]);
-  });
+  auto bits = [](const at::Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>()); };
+  if (gram.defined()) {
+    // Kept Gram matrix: one GEMM per row strip (tile I against every column from tile I on) into it,
+    // fewer and larger BLAS calls than one per tile pair; then the strip's tile pairs are scanned.
+    maybe_parallel_for(parallel, tiles, 1, [&](int64_t begin, int64_t end, int64_t tid) {
+      std::vector<float> lo(s.tile), hi(s.tile);
+      for (int64_t I = begin; I < end; ++I) {
+        const int64_t i0 = I * s.tile, ni = std::min(s.tile, n - i0);
+        {
+          PhaseTimer timer(kGram);
+          at::Tensor strip = gram.narrow(0, i0, ni).narrow(1, i0, n - i0);
+          at::mm_out(strip, s.xh.narrow(0, i0, ni), s.xh.narrow(0, i0, n - i0).t());
+        }
+        for (int64_t J = I; J < tiles; ++J)
+          scan_tile_pair(s, bits(gram) + i0 * n + J * s.tile, n, lo, hi, I, J, cands[tid]);
+      }
+    });
+  } else {
+    const int64_t tile_elems = std::min(s.tile, n) * std::min(s.tile, n);
+    maybe_parallel_for(parallel, static_cast<int64_t>(pairs.size()), 1, [&](int64_t begin, int64_t end, int64_t tid) {
+      at::Tensor buf = at::empty({tile_elems}, s.xh.options());
+      std::vector<float> lo(s.tile), hi(s.tile);
+      for (int64_t p = begin; p < end; ++p) {
+        const auto [I, J] = pairs[p];
+        const int64_t i0 = I * s.tile, j0 = J * s.tile;
+        const int64_t ni = std::min(s.tile, n - i0), nj = std::min(s.tile, n - j0);
+        at::Tensor g = buf.narrow(0, 0, ni * nj).view({ni, nj});
+        {
+          PhaseTimer timer(kGram);
+          at::mm_out(g, s.xh.narrow(0, i0, ni), s.xh.narrow(0, j0, nj).t());
+        }
+        scan_tile_pair(s, bits(g), nj, lo, hi, I, J, cands[tid]);
+      }
+    });
+  }
   for (int64_t t = 1; t < nthreads; ++t) cands[0].absorb(cands[t]);
   Candidates& c = cands[0];
 
