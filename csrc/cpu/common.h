@@ -382,9 +382,16 @@ KnnLists<float> knn_scan_filtered(const Sample<float>& s, int64_t k, bool includ
 // x_i.x_j - xh_i.xh_j = xh_i.(x_j - xh_j) + (x_i - xh_i).x_j, so the rounding of the inputs costs
 // at most ||xh_i|| ||r_j|| + ||r_i|| ||x_j||; rounding the float32 sum to bfloat16 at most u |g|;
 // the float32 sum, norms and the later float32 arithmetic at most c (||x_i||^2 + ||x_j||^2); and
-// flushing subnormals slack_i + slack_j. Twice that (d2 = ... - 2 g), over D.
+// flushing subnormals slack_i + slack_j. Twice that (d2 = ... - 2 g), over D. The c term also covers
+// the float32 distance from differences the final choice uses, so lo never exceeds it.
 constexpr float kBf16Unit = 1.0f / 256 * (1.0f + 1.0f / 64);  // 2^-8 (8 significant bits), rounded up
-inline float bf16_fp32_term(int64_t dim) { return 2.0f * float(dim + 8) * std::ldexp(1.0f, -24); }
+inline float bf16_fp32_term(int64_t dim) { return 3.0f * float(dim + 16) * std::ldexp(1.0f, -24); }
+// (||x_i||^2 + ||x_j||^2 - 2 g) / D clamped at 0, in an order that cannot overflow for rows that
+// pass check_row (scaled_sqdist's sum can, when g is near -||x_i|| ||x_j|| and both are huge).
+inline float half_sum_sqdist(float sq_i, float sq_j, float g, float inv_dim) {
+  const float d2 = (0.5f * (sq_i + sq_j) - g) * (2.0f * inv_dim);
+  return d2 > 0.0f ? d2 : 0.0f;
+}
 inline float bf16_error(const Sample<float>& s, int64_t i, int64_t j, float g) {
   const float e = s.hnorm[i] * s.rnorm[j] + s.rnorm[i] * s.norm[j] + kBf16Unit * std::abs(g) +
                   bf16_fp32_term(s.dim) * (s.sqnorm[i] + s.sqnorm[j]) + s.slack[i] + s.slack[j];

@@ -38,7 +38,7 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
     if constexpr (std::is_same_v<T, float>) {
       if (Gh != nullptr) {
         const float g = bf16_to_float(Gh[at]);
-        near.offer(scaled_sqdist(s.sqnorm[i], s.sqnorm[j], g, inv_dim), bf16_error(s, i, j, g), j, key);
+        near.offer(half_sum_sqdist(s.sqnorm[i], s.sqnorm[j], g, inv_dim), bf16_error(s, i, j, g), j, key);
         return;
       }
     }
@@ -66,8 +66,16 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
       near.offer(lists.dist[i * k + m], j, j);
     }
     const int64_t kth = lists.idx[i * k + k - 1];
-    const T margin = kth >= 0 && near.j >= 0 ? rel * (T(2) * s.sqnorm[i] + s.sqnorm[kth] + s.sqnorm[near.j]) : T(0);
-    if (near.j >= 0 && near.best < lists.worst[i] - margin) {
+    // Exact lists (the filter's) hold the k smallest (distance, index): every other token is
+    // farther, or as far with a higher index, so the nearest denser among them is the parent.
+    bool sure = false;
+    if (near.j >= 0 && lists.exact) {
+      sure = near.best <= lists.worst[i];
+    } else if (near.j >= 0) {
+      const T margin = kth >= 0 ? rel * (T(2) * s.sqnorm[i] + s.sqnorm[kth] + s.sqnorm[near.j]) : T(0);
+      sure = near.best < lists.worst[i] - margin;
+    }
+    if (sure) {
       delta[i] = static_cast<float>(std::sqrt(exact_sqdist(s, i, near.j)));
     } else {
       fallback.push_back(i);
@@ -143,6 +151,7 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
         amb.clear();
         for (int64_t c = 0; c < C; ++c)
           if (lo[c] <= bar) amb.emplace_back(lo[c], c);
+        TORCH_CHECK(!amb.empty(), "dpc_cluster: no center within the bound of token ", s.orig[i], " (internal error)");
         int64_t best = amb[0].second;
         if (amb.size() > 1) {
           std::pair<float, int64_t> top(std::numeric_limits<float>::infinity(), C);

@@ -130,14 +130,24 @@ void scan_tile_pair(const Sample<float>& s, const uint16_t* G, int64_t ld, std::
 // (distance, index) found so far none of the rest can enter (lo never exceeds the float32 distance).
 void keep_k_nearest(const Sample<float>& s, int64_t i, std::pair<float, int64_t>* js, int64_t nj, int64_t k,
                     std::pair<float, int64_t>* top, float* dist, int64_t* idx) {
-  if (nj > 32) {
-    std::sort(js, js + nj);
-  } else {
-    for (int64_t a = 1; a < nj; ++a)  // insertion sort: usually a handful of candidates
-      for (int64_t b = a; b > 0 && js[b] < js[b - 1]; --b) std::swap(js[b], js[b - 1]);
-  }
+  TORCH_CHECK(nj >= k, "k-nearest filter: ", nj, " candidates for k = ", k, " (internal error)");
+  // Ordered in slices: the first few by (lo, j) are usually all the loop reads (a crowd of
+  // duplicates has every lo at 0, and the lowest indices end it), so a long list is never sorted whole.
+  int64_t sorted = 0;
+  auto order_up_to = [&](int64_t want) {
+    want = nj - sorted <= 32 ? nj : std::min(want, nj);  // a handful left: order them all
+    if (want < nj) std::nth_element(js + sorted, js + want, js + nj);
+    if (want - sorted > 32) {
+      std::sort(js + sorted, js + want);
+    } else {
+      for (int64_t a = sorted + 1; a < want; ++a)  // insertion sort
+        for (int64_t b = a; b > sorted && js[b] < js[b - 1]; --b) std::swap(js[b], js[b - 1]);
+    }
+    sorted = want;
+  };
   int64_t filled = 0;
   for (int64_t c = 0; c < nj; ++c) {
+    if (c == sorted) order_up_to(std::max<int64_t>(2 * sorted, 4 * k + 16));
     const auto [lo, j] = js[c];
     if (filled == k && !(js[c] < top[k - 1])) break;  // (exact, j) >= (lo, j) >= the k-th: so are the rest
     const std::pair<float, int64_t> e(j == i ? 0.0f : exact_sqdist(s, i, j), j);
@@ -160,17 +170,21 @@ void overflowed_rows(const Sample<float>& s, const std::vector<int64_t>& rows, i
   constexpr int64_t kRows = 32, kCols = 512;
   const int64_t n = s.n, nr = static_cast<int64_t>(rows.size());
   const float inv_dim = 1.0f / float(s.dim);
-  const float c2 = 2.0f * bf16_fp32_term(s.dim);  // |d2 - exact| <= c2 (|x_i|^2 + |x_j|^2) / D
+  // |d2 - exact| <= (c2 (|x_i|^2 + |x_j|^2) + 2 (slack_i + slack_j)) / D: float32 Gram rounding,
+  // with room for the float32 distance from differences; the slack for subnormal values.
+  const float c2 = 2.0f * bf16_fp32_term(s.dim);
   maybe_parallel_for(parallel, (nr + kRows - 1) / kRows, 1, [&](int64_t begin, int64_t end, int64_t) {
     at::Tensor buf = at::empty({kRows * kCols}, s.x.options());
     std::vector<std::vector<std::pair<float, int64_t>>> cand(kRows);
     std::vector<float> ub(kRows * k);
+    std::vector<size_t> limit(kRows);
     std::vector<std::pair<float, int64_t>> top(k);
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t r0 = chunk * kRows, nrc = std::min(kRows, nr - r0);
       at::Tensor rx = s.x.index_select(0, at::tensor(std::vector<int64_t>(rows.begin() + r0, rows.begin() + r0 + nrc), at::kLong));
       std::fill(ub.begin(), ub.end(), std::numeric_limits<float>::infinity());
       for (auto& v : cand) v.clear();
+      std::fill(limit.begin(), limit.end(), 4 * static_cast<size_t>(k) + 64);
       for (int64_t j0 = 0; j0 < n; j0 += kCols) {
         const int64_t nj = std::min(kCols, n - j0);
         at::Tensor g = gram_tile(buf, rx, 0, nrc, s.x, j0, nj);
@@ -182,8 +196,8 @@ void overflowed_rows(const Sample<float>& s, const std::vector<int64_t>& rows, i
           for (int64_t b = 0; b < nj; ++b) {
             const int64_t j = j0 + b;
             if (j == i && !include_self) continue;
-            const float d2 = j == i ? 0.0f : scaled_sqdist(s.sqnorm[i], s.sqnorm[j], G[a * nj + b], inv_dim);
-            const float e = j == i ? 0.0f : c2 * (s.sqnorm[i] + s.sqnorm[j]) * inv_dim;
+            const float d2 = j == i ? 0.0f : half_sum_sqdist(s.sqnorm[i], s.sqnorm[j], G[a * nj + b], inv_dim);
+            const float e = j == i ? 0.0f : (c2 * (s.sqnorm[i] + s.sqnorm[j]) + 2.0f * (s.slack[i] + s.slack[j])) * inv_dim;
             if (!(d2 - e <= U[k - 1])) continue;
             if (d2 + e < U[k - 1]) {
               int64_t p = k - 1;
@@ -191,8 +205,10 @@ void overflowed_rows(const Sample<float>& s, const std::vector<int64_t>& rows, i
               U[p] = d2 + e;
             }
             C.emplace_back(std::max(d2 - e, 0.0f), j);
-            if (C.size() >= 4 * static_cast<size_t>(k) + 64 && C.size() % 64 == 0)  // drop what the bar passed
+            if (C.size() >= limit[a]) {  // drop what the bar passed; amortized: the limit doubles what is left
               C.erase(std::remove_if(C.begin(), C.end(), [&](const auto& c) { return c.first > U[k - 1]; }), C.end());
+              limit[a] = std::max<size_t>(2 * C.size(), 4 * static_cast<size_t>(k) + 64);
+            }
           }
         }
       }
@@ -225,14 +241,32 @@ bool cpu_has_bf16() {
 
 int64_t capacity(int64_t k) { return std::max<int64_t>(24, 3 * k); }
 
+
+// The filter's bound grows with ||x||^2 and the distances with the spread around the mean: when a
+// common offset holds most of the norm (the Python prologue centres a sample past half), the
+// intervals overlap, rows overflow and the filter costs more than it saves. Estimated from up to
+// 16 evenly spaced rows: the squared norm of their mean over their mean squared norm.
+bool mostly_offset(const Sample<float>& s) {
+  const int64_t rows = std::min<int64_t>(16, s.n), D = s.dim;
+  std::vector<float> sum(D, 0.0f);
+  float sq = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = s.row(r * s.n / rows);
+    simd::axpy(sum.data(), 1.0f, x, D);
+    sq += simd::sqnorm(x, D);
+  }
+  return simd::sqnorm(sum.data(), D) > 0.5f * float(rows) * sq;  // |mean|^2 > mean ||x||^2 / 2, times rows^2
+}
+
 }  // namespace
 
 bool prepare_filter(Sample<float>& s, int64_t k) {
   const int64_t forced = env_filter();
   // The bfloat16 GEMM only pays where it runs in hardware and the Gram tiles dominate: samples of
-  // 128 tokens or more, with k small against them.
+  // 128 tokens or more, with k small against them, and no large common offset.
   const bool on = s.n < (int64_t(1) << 31) &&
-                  (forced >= 0 ? forced == 1 : cpu_has_bf16() && s.n >= 128 && capacity(k) * 4 <= s.n);
+                  (forced >= 0 ? forced == 1
+                               : cpu_has_bf16() && s.n >= 128 && capacity(k) * 4 <= s.n && !mostly_offset(s));
   if (!on) return false;
   const int64_t n = s.n, D = s.dim;
   s.xh = at::empty({n, D}, s.x.options().dtype(at::kBFloat16));

@@ -83,7 +83,7 @@ EMOLLM_SIMD void row_bounds(float* lo, float* hi, const uint16_t* g, const float
   const float two_inv = 2.0f * inv_dim;
   _Pragma("omp simd") for (int64_t b = 0; b < n; ++b) {
     const float gb = __builtin_bit_cast(float, uint32_t(g[b]) << 16);
-    float d2 = (sq_i + sq[b] - 2.0f * gb) * inv_dim;
+    float d2 = (0.5f * (sq_i + sq[b]) - gb) * two_inv;  // halved first: no overflow (half_sum_sqdist)
     d2 = d2 > 0.0f ? d2 : 0.0f;
     const float ag = gb < 0.0f ? -gb : gb;
     const float e = (hn_i * rn[b] + rn_i * nm[b] + u * ag + c * (sq_i + sq[b]) + sl_i + sl[b]) * two_inv;

@@ -110,3 +110,21 @@ def test_independent_of_threads(monkeypatch):
         torch.set_num_threads(threads)
     assert torch.equal(one[0], two[0])
     assert torch.equal(one[1][0], two[1][0]) and torch.equal(one[1][1], two[1][1])
+
+
+def test_antipodal_tokens_at_the_largest_allowed_norm(monkeypatch):
+    # ||x||^2 just under float32's largest / 4 (what the kernels accept) and every component rounding
+    # up in bfloat16: ||x_i||^2 + ||x_j||^2 - 2 g overflowed float32 before the sum was halved.
+    f = 1 + 2.0 ** -8 + 2.0 ** -20
+    v = torch.tensor([2.0 ** e * f for e in [62] * 3 + [61] * 3 + [60] * 3 + [59] * 2])
+    assert float((v * v).sum()) <= torch.finfo(torch.float32).max / 4
+    x = (-v).repeat(6, 1)
+    x[0] = v
+    x = x[None].contiguous()
+    for include_self in (True, False):
+        off, on = _both(monkeypatch, lambda inc=include_self: (
+            ops.knn_density(x, 2, include_self=inc), ops.dpc_cluster(x, 2, 2, include_self=inc)))
+        assert torch.equal(on[0], off[0])
+        assert torch.equal(on[1][0], off[1][0]) and torch.equal(on[1][1], off[1][1])
+        torch.testing.assert_close(on[0].double(), oracle.knn_density(x, 2, include_self=include_self))
+        assert torch.equal(on[1][0], oracle.dpc_cluster(x, 2, 2, include_self=include_self)[0])
