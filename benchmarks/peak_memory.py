@@ -30,6 +30,11 @@ def _call(provider: str, x: torch.Tensor, num_clusters: int, k: int) -> None:
     if provider == "bmm":
         torch.bmm(x, x.transpose(1, 2))
         return
+    if provider == "chat-univi":  # the peer baseline is a benchmark row, not a backend
+        import chat_univi
+
+        chat_univi.dpc_cluster(x, num_clusters, k, None, True)
+        return
     with ops.use_backend(provider):
         ops.dpc_cluster(x, num_clusters, k)
 
@@ -61,7 +66,7 @@ def extra_peak_mb(provider: str, shape: tuple[int, int, int], num_clusters: int,
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("provider", help="a backend name or 'bmm'")
+    p.add_argument("provider", help="a backend name, 'chat-univi' or 'bmm'")
     p.add_argument("shape", nargs=3, type=int, metavar=("B", "N", "D"))
     p.add_argument("--num-clusters", type=int, default=64)
     p.add_argument("--k", type=int, default=5)
