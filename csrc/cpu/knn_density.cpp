@@ -13,13 +13,14 @@ namespace emollm::cpu {
 namespace {
 
 // Offers every pair of the tile to both rows' lists. Per row of the tile: its distances in one
-// vector pass, then the few entries that can enter a list, found by vector counts over blocks of
-// kBlock (most blocks have none once the lists fill). Offers reach each list in the order of the
+// vector pass, then the few entries that can enter a list, found over blocks of kBlock by vector
+// compares (float: a bit mask of the entries under the bar; double: a count, then the block) -
+// most blocks have none once the lists fill. Offers reach each list in the order of the
 // plain double loop (row side by column, column side by row), so ties resolve the same way.
 template <typename T>
 void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, std::vector<T>& row, const at::Tensor& gram, int64_t I,
                     int64_t J, KnnLists<T>& lists) {
-  constexpr int64_t kBlock = 16;
+  constexpr int64_t kBlock = std::is_same_v<T, float> ? 32 : 16;
   const int64_t i0 = I * s.tile, j0 = J * s.tile;
   const int64_t ni = std::min(s.tile, s.n - i0), nj = std::min(s.tile, s.n - j0);
   at::Tensor g;
@@ -56,10 +57,19 @@ void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, std::vector<T>& row, co
     for (int64_t c0 = 0; c0 < m; c0 += kBlock) {
       const int64_t len = std::min(kBlock, m - c0);
       const T* rc = r + c0;
-      if (simd::count_below(rc, lists.worst[i], len) > 0)
-        for (int64_t b = 0; b < len; ++b) lists.offer(i, rc[b], j0 + b0 + c0 + b);
-      if (simd::count_below_each(rc, worst_j + b0 + c0, len) > 0)
-        for (int64_t b = 0; b < len; ++b) lists.offer(j0 + b0 + c0 + b, rc[b], i);
+      if constexpr (std::is_same_v<T, float>) {
+        // Only the entries under the bar when the mask is taken (bars only fall, so the others
+        // would be refused anyway), in the same order as the loop below.
+        for (uint32_t bits = simd::mask_below(rc, lists.worst[i], len); bits != 0; bits &= bits - 1)
+          lists.offer(i, rc[__builtin_ctz(bits)], j0 + b0 + c0 + __builtin_ctz(bits));
+        for (uint32_t bits = simd::mask_below_each(rc, worst_j + b0 + c0, len); bits != 0; bits &= bits - 1)
+          lists.offer(j0 + b0 + c0 + __builtin_ctz(bits), rc[__builtin_ctz(bits)], i);
+      } else {
+        if (simd::count_below(rc, lists.worst[i], len) > 0)
+          for (int64_t b = 0; b < len; ++b) lists.offer(i, rc[b], j0 + b0 + c0 + b);
+        if (simd::count_below_each(rc, worst_j + b0 + c0, len) > 0)
+          for (int64_t b = 0; b < len; ++b) lists.offer(j0 + b0 + c0 + b, rc[b], i);
+      }
     }
   }
   lists.max = local_max;
