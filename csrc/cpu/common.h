@@ -61,9 +61,11 @@ struct Sample {
   int64_t dim = 0;
   int64_t tile = 0;           // rows per Gram tile, see tile_rows
 
-  // The bfloat16 filter (float samples only, knn_filter.cpp): x rounded to bfloat16 and, per row,
-  // what the rounding bound needs. xh is undefined when the filter is off.
-  at::Tensor xh;               // [n, D] bfloat16
+  // The bfloat16 filter (float samples only, knn_filter.cpp): on or off, x rounded to bfloat16
+  // (kept whole up to 2^23 values, else rounded tile by tile as the scan needs it: undefined) and,
+  // per row, what the rounding bound needs.
+  bool filter = false;
+  at::Tensor xh;               // [n, D] bfloat16, or undefined
   std::vector<float> hnorm;    // ||xh_i||, rounded up
   std::vector<float> rnorm;    // ||x_i - xh_i||, rounded up
   std::vector<float> norm;     // ||x_i||, rounded up
@@ -138,8 +140,8 @@ inline void check_row(const T* row, T sqnorm, int64_t dim, const char* name, int
 // xb: [N, D] contiguous in the compute type; valid: N bools or nullptr (all valid); at least
 // min_valid of them must be valid (the Python API says so first, with the argument's name).
 // knn_filter.cpp: turns the bfloat16 filter on for a float sample when it pays (EMOLLM_CPU_BF16: 1
-// always, 0 never, unset: on CPUs with AVX512-BF16 and n large enough against k), filling s.xh, the
-// norms it needs and s.sqnorm in one pass over x; returns whether it did. knn_scan then picks
+// always, 0 never, unset: on CPUs with AVX512-BF16 and n large enough against k), filling s.xh (or not: see
+// Sample), the norms it needs and s.sqnorm in one pass over x; returns whether it did. knn_scan then picks
 // candidates from bfloat16 Gram tiles within a proven error bound and the k nearest among them from
 // differences (exact lists, KnnLists::exact).
 bool prepare_filter(Sample<float>& s, int64_t k);

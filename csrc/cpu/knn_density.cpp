@@ -80,7 +80,7 @@ void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, std::vector<T>& row, co
 template <typename T>
 KnnLists<T> knn_scan(const Sample<T>& s, int64_t k, bool include_self, bool parallel, const at::Tensor& gram) {
   if constexpr (std::is_same_v<T, float>) {
-    if (s.xh.defined()) return knn_scan_filtered(s, k, include_self, parallel, gram);
+    if (s.filter) return knn_scan_filtered(s, k, include_self, parallel, gram);
   }
   const int64_t tiles = (s.n + s.tile - 1) / s.tile;
   std::vector<std::pair<int64_t, int64_t>> pairs;

@@ -269,8 +269,17 @@ bool prepare_filter(Sample<float>& s, int64_t k) {
                                : cpu_has_bf16() && s.n >= 128 && capacity(k) * 4 <= s.n && !mostly_offset(s));
   if (!on) return false;
   const int64_t n = s.n, D = s.dim;
-  s.xh = at::empty({n, D}, s.x.options().dtype(at::kBFloat16));
-  uint16_t* h = reinterpret_cast<uint16_t*>(s.xh.data_ptr<at::BFloat16>());
+  s.filter = true;
+  // The whole bfloat16 copy up to 2^23 values (16 MiB: N=8192 at D=1024), and always for the
+  // n <= 1024 of dpc_cluster's kept Gram matrix; past that the scan rounds each tile's rows when it
+  // computes the tile, so extra memory stays O(N k + tile D) per thread (EMOLLM_CPU_BF16_STREAM=1
+  // forces that for n > 1024, for tests).
+  const char* stream_env = std::getenv("EMOLLM_CPU_BF16_STREAM");
+  const bool stream = n > 1024 && ((stream_env != nullptr && std::strcmp(stream_env, "1") == 0) ||
+                                    n * D > (int64_t(1) << 23));
+  std::vector<uint16_t> scratch(stream ? D : 0);
+  if (!stream) s.xh = at::empty({n, D}, s.x.options().dtype(at::kBFloat16));
+  uint16_t* h = stream ? nullptr : reinterpret_cast<uint16_t*>(s.xh.data_ptr<at::BFloat16>());
   s.hnorm.resize(n);
   s.rnorm.resize(n);
   s.norm.resize(n);
@@ -280,7 +289,7 @@ bool prepare_filter(Sample<float>& s, int64_t k) {
   const float tiny = std::ldexp(1.0f, -126), sqrt_d = std::sqrt(float(D));
   for (int64_t i = 0; i < n; ++i) {
     float h_sq, r_sq;
-    simd::round_bf16(s.row(i), h + i * D, D, &s.sqnorm[i], &h_sq, &r_sq);
+    simd::round_bf16(s.row(i), stream ? scratch.data() : h + i * D, D, &s.sqnorm[i], &h_sq, &r_sq);
     s.hnorm[i] = std::sqrt(h_sq) * up;
     s.rnorm[i] = std::sqrt(r_sq) * up;
     s.norm[i] = std::sqrt(s.sqnorm[i]) * up;
@@ -320,8 +329,22 @@ KnnLists<float> knn_scan_filtered(const Sample<float>& s, int64_t k, bool includ
     });
   } else {
     const int64_t tile_elems = std::min(s.tile, n) * std::min(s.tile, n);
+    const auto bf16 = s.x.options().dtype(at::kBFloat16);
     maybe_parallel_for(parallel, static_cast<int64_t>(pairs.size()), 1, [&](int64_t begin, int64_t end, int64_t tid) {
-      at::Tensor buf = at::empty({tile_elems}, s.xh.options());
+      at::Tensor buf = at::empty({tile_elems}, bf16);
+      // Without the whole copy: tile I's rows rounded once per run of pairs (I, J), tile J's per pair.
+      at::Tensor rows_i, rows_j;
+      int64_t rounded_i = -1;
+      if (!s.xh.defined()) {
+        rows_i = at::empty({std::min(s.tile, n), s.dim}, bf16);
+        rows_j = at::empty({std::min(s.tile, n), s.dim}, bf16);
+      }
+      auto round_rows = [&](at::Tensor& out, int64_t r0, int64_t nr) {
+        uint16_t* o = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+        float unused[3];
+        for (int64_t r = 0; r < nr; ++r) simd::round_bf16(s.row(r0 + r), o + r * s.dim, s.dim, &unused[0], &unused[1], &unused[2]);
+        return out.narrow(0, 0, nr);
+      };
       std::vector<float> lo(s.tile), hi(s.tile);
       for (int64_t p = begin; p < end; ++p) {
         const auto [I, J] = pairs[p];
@@ -330,7 +353,16 @@ KnnLists<float> knn_scan_filtered(const Sample<float>& s, int64_t k, bool includ
         at::Tensor g = buf.narrow(0, 0, ni * nj).view({ni, nj});
         {
           PhaseTimer timer(kGram);
-          at::mm_out(g, s.xh.narrow(0, i0, ni), s.xh.narrow(0, j0, nj).t());
+          if (s.xh.defined()) {
+            at::mm_out(g, s.xh.narrow(0, i0, ni), s.xh.narrow(0, j0, nj).t());
+          } else {
+            if (rounded_i != I) {
+              round_rows(rows_i, i0, ni);
+              rounded_i = I;
+            }
+            const at::Tensor a = rows_i.narrow(0, 0, ni);
+            at::mm_out(g, a, (I == J ? a : round_rows(rows_j, j0, nj)).t());
+          }
         }
         scan_tile_pair(s, bits(g), nj, lo, hi, I, J, cands[tid]);
       }

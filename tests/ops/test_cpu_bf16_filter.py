@@ -128,3 +128,15 @@ def test_antipodal_tokens_at_the_largest_allowed_norm(monkeypatch):
         assert torch.equal(on[1][0], off[1][0]) and torch.equal(on[1][1], off[1][1])
         torch.testing.assert_close(on[0].double(), oracle.knn_density(x, 2, include_self=include_self))
         assert torch.equal(on[1][0], oracle.dpc_cluster(x, 2, 2, include_self=include_self)[0])
+
+
+def test_rows_rounded_tile_by_tile(monkeypatch):
+    # Past 2^23 values the bfloat16 copy of x is not kept whole: each tile's rows are rounded when
+    # its GEMM needs them. EMOLLM_CPU_BF16_STREAM=1 forces that at a size a test can afford.
+    x = tokens(1, 1300, 24)
+    whole = _both(monkeypatch, lambda: _run(x, 5, 32))[1]
+    monkeypatch.setenv("EMOLLM_CPU_BF16_STREAM", "1")
+    tiled = _both(monkeypatch, lambda: _run(x, 5, 32))[1]
+    assert torch.equal(whole[0], tiled[0])
+    assert torch.equal(whole[1][0], tiled[1][0]) and torch.equal(whole[1][1], tiled[1][1])
+    _check_against_oracle(x, 5, 32, outs=tiled)
