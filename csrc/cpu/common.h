@@ -11,7 +11,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <limits>
 #include <optional>
 #include <vector>
@@ -100,6 +99,27 @@ void row_bounds(float* lo, float* hi, const uint16_t* g, const float* sq, const 
 uint32_t mask_below(const float* r, float bar, int64_t n);
 uint32_t mask_below_each(const float* r, const float* bars, int64_t n);
 }  // namespace simd
+
+// fn(b), in ascending b, for every b < n (n <= 32) with r[b] < bar, resp. r[b] < bars[b]: the
+// entries a scan offers to its lists, found by one vector compare.
+template <typename F>
+inline void for_each_below(const float* r, float bar, int64_t n, F&& fn) {
+  for (uint32_t bits = simd::mask_below(r, bar, n); bits != 0; bits &= bits - 1) fn(__builtin_ctz(bits));
+}
+template <typename F>
+inline void for_each_below_each(const float* r, const float* bars, int64_t n, F&& fn) {
+  for (uint32_t bits = simd::mask_below_each(r, bars, n); bits != 0; bits &= bits - 1) fn(__builtin_ctz(bits));
+}
+
+// Inserts v into the ascending list U[0..k) if it is smaller than U[k-1] (dropping U[k-1]);
+// returns whether it did.
+inline bool insert_ascending(float* U, int64_t k, float v) {
+  if (!(v < U[k - 1])) return false;
+  int64_t p = k - 1;
+  for (; p > 0 && U[p - 1] > v; --p) U[p] = U[p - 1];
+  U[p] = v;
+  return true;
+}
 
 template <typename T>
 inline T squared_norm(const T* r, int64_t dim) {
@@ -401,12 +421,7 @@ inline float bf16_error(const Sample<float>& s, int64_t i, int64_t j, float g) {
 }
 
 // A bfloat16 value (its bits) as float.
-inline float bf16_to_float(uint16_t h) {
-  const uint32_t bits = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
+inline float bf16_to_float(uint16_t h) { return __builtin_bit_cast(float, uint32_t(h) << 16); }
 
 // dpc_delta.cpp: for the rows `rows` (compacted indices), the nearest denser token over all
 // tokens by a full tiled scan; writes best_j (-1 when none is denser). Optionally records the

@@ -32,9 +32,11 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
   const bool kept = G != nullptr || Gh != nullptr;
   const T inv_dim = T(1) / T(s.dim);
   const T rel = gram_rounding<T>(s.dim) / T(s.dim);
-  // Offers j to `near` with its distance from the kept tiles (tile(i) <= tile(j) holds x_i . x_j).
+  // Where the kept tiles hold x_i . x_j (tile(i) <= tile(j): only those tiles are computed).
+  auto kept_at = [&](int64_t i, int64_t j) { return i / s.tile <= j / s.tile ? i * n + j : j * n + i; };
+  // Offers j to `near` with its distance from the kept tiles.
   auto offer_kept = [&](Nearest<T>& near, int64_t i, int64_t j, int64_t key) {
-    const int64_t at = i / s.tile <= j / s.tile ? i * n + j : j * n + i;
+    const int64_t at = kept_at(i, j);
     if constexpr (std::is_same_v<T, float>) {
       if (Gh != nullptr) {
         const float g = bf16_to_float(Gh[at]);
@@ -140,11 +142,7 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
       std::vector<std::pair<float, int64_t>> amb;
       const float cterm = bf16_fp32_term(s.dim);
       for (int64_t i = 0; i < n; ++i) {
-        const int64_t ti = i / s.tile;
-        for (int64_t c = 0; c < C; ++c) {
-          const int64_t j = order[c];
-          g[c] = Gh[ti <= j / s.tile ? i * n + j : j * n + i];
-        }
+        for (int64_t c = 0; c < C; ++c) g[c] = Gh[kept_at(i, order[c])];
         simd::row_bounds(lo.data(), hi.data(), g.data(), csq.data(), chn.data(), crn.data(), cnm.data(), csl.data(),
                          s.sqnorm[i], s.hnorm[i], s.rnorm[i], s.norm[i], s.slack[i], inv_dim, kBf16Unit, cterm, C);
         const float bar = *std::min_element(hi.begin(), hi.end());
@@ -168,12 +166,9 @@ void cluster_sample(const Sample<T>& s, int64_t C, int64_t k, bool include_self,
     for (int64_t c = 0; c < C; ++c) assign_out[s.orig[order[c]]] = c;
     return;
   }
-  if (kept) {
-    for (int64_t i = 0; i < n; ++i) {
-      Nearest<T> near(s, i);
-      for (int64_t c = 0; c < C; ++c) offer_kept(near, i, order[c], c);  // ties: lowest id
-      assign_out[s.orig[i]] = near.key;
-    }
+  if (kept) {  // float32 or float64 kept tiles
+    for (int64_t i = 0; i < n; ++i)
+      assign_out[s.orig[i]] = nearest_center(i, [&](int64_t c) { return G[kept_at(i, order[c])]; });
     for (int64_t c = 0; c < C; ++c) assign_out[s.orig[order[c]]] = c;
     return;
   }

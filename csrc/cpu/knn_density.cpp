@@ -60,10 +60,8 @@ void scan_tile_pair(const Sample<T>& s, at::Tensor& buf, std::vector<T>& row, co
       if constexpr (std::is_same_v<T, float>) {
         // Only the entries under the bar when the mask is taken (bars only fall, so the others
         // would be refused anyway), in the same order as the loop below.
-        for (uint32_t bits = simd::mask_below(rc, lists.worst[i], len); bits != 0; bits &= bits - 1)
-          lists.offer(i, rc[__builtin_ctz(bits)], j0 + b0 + c0 + __builtin_ctz(bits));
-        for (uint32_t bits = simd::mask_below_each(rc, worst_j + b0 + c0, len); bits != 0; bits &= bits - 1)
-          lists.offer(j0 + b0 + c0 + __builtin_ctz(bits), rc[__builtin_ctz(bits)], i);
+        for_each_below(rc, lists.worst[i], len, [&](int b) { lists.offer(i, rc[b], j0 + b0 + c0 + b); });
+        for_each_below_each(rc, worst_j + b0 + c0, len, [&](int b) { lists.offer(j0 + b0 + c0 + b, rc[b], i); });
       } else {
         if (simd::count_below(rc, lists.worst[i], len) > 0)
           for (int64_t b = 0; b < len; ++b) lists.offer(i, rc[b], j0 + b0 + c0 + b);

@@ -11,6 +11,8 @@
 // near-duplicates) is marked and scanned again with float32 Gram blocks: slower, never wrong.
 #include <torch/library.h>
 
+#include <cstring>
+
 #include "cpu/common.h"
 
 namespace emollm::cpu {
@@ -55,11 +57,7 @@ struct Candidates {
  private:
   inline void add_upper(int64_t i, float hi) {
     float* U = ub.data() + i * k;
-    if (!(hi < U[k - 1])) return;
-    int64_t p = k - 1;
-    for (; p > 0 && U[p - 1] > hi; --p) U[p] = U[p - 1];
-    U[p] = hi;
-    bar[i] = std::nextafter(U[k - 1], std::numeric_limits<float>::infinity());
+    if (insert_ascending(U, k, hi)) bar[i] = std::nextafter(U[k - 1], std::numeric_limits<float>::infinity());
   }
 
   inline void push(int64_t i, float lo, int64_t j) {
@@ -112,14 +110,8 @@ void scan_tile_pair(const Sample<float>& s, const uint16_t* G, int64_t ld, std::
       const int64_t len = std::min(kBlock, m - c0);
       const float* l = lo.data() + c0;
       const float* h = hi.data() + c0;
-      for (uint32_t bits = simd::mask_below(l, c.bar[i], len); bits != 0; bits &= bits - 1) {
-        const int b = __builtin_ctz(bits);
-        c.offer(i, l[b], h[b], jb + c0 + b);
-      }
-      for (uint32_t bits = simd::mask_below_each(l, c.bar.data() + jb + c0, len); bits != 0; bits &= bits - 1) {
-        const int b = __builtin_ctz(bits);
-        c.offer(jb + c0 + b, l[b], h[b], i);
-      }
+      for_each_below(l, c.bar[i], len, [&](int b) { c.offer(i, l[b], h[b], jb + c0 + b); });
+      for_each_below_each(l, c.bar.data() + jb + c0, len, [&](int b) { c.offer(jb + c0 + b, l[b], h[b], i); });
     }
   }
   c.max = local_max;
@@ -199,11 +191,7 @@ void overflowed_rows(const Sample<float>& s, const std::vector<int64_t>& rows, i
             const float d2 = j == i ? 0.0f : half_sum_sqdist(s.sqnorm[i], s.sqnorm[j], G[a * nj + b], inv_dim);
             const float e = j == i ? 0.0f : (c2 * (s.sqnorm[i] + s.sqnorm[j]) + 2.0f * (s.slack[i] + s.slack[j])) * inv_dim;
             if (!(d2 - e <= U[k - 1])) continue;
-            if (d2 + e < U[k - 1]) {
-              int64_t p = k - 1;
-              for (; p > 0 && U[p - 1] > d2 + e; --p) U[p] = U[p - 1];
-              U[p] = d2 + e;
-            }
+            insert_ascending(U, k, d2 + e);
             C.emplace_back(std::max(d2 - e, 0.0f), j);
             if (C.size() >= limit[a]) {  // drop what the bar passed; amortized: the limit doubles what is left
               C.erase(std::remove_if(C.begin(), C.end(), [&](const auto& c) { return c.first > U[k - 1]; }), C.end());
@@ -302,10 +290,6 @@ KnnLists<float> knn_scan_filtered(const Sample<float>& s, int64_t k, bool includ
                                   const at::Tensor& gram) {
   const int64_t n = s.n, cap = capacity(k);
   const int64_t tiles = (n + s.tile - 1) / s.tile;
-  std::vector<std::pair<int64_t, int64_t>> pairs;
-  for (int64_t I = 0; I < tiles; ++I)
-    for (int64_t J = I; J < tiles; ++J) pairs.emplace_back(I, J);
-
   const int64_t nthreads = threads_for(parallel);
   std::vector<Candidates> cands(nthreads, Candidates(n, k, cap));
   if (include_self)
@@ -328,6 +312,9 @@ KnnLists<float> knn_scan_filtered(const Sample<float>& s, int64_t k, bool includ
       }
     });
   } else {
+    std::vector<std::pair<int64_t, int64_t>> pairs;
+    for (int64_t I = 0; I < tiles; ++I)
+      for (int64_t J = I; J < tiles; ++J) pairs.emplace_back(I, J);
     const int64_t tile_elems = std::min(s.tile, n) * std::min(s.tile, n);
     const auto bf16 = s.x.options().dtype(at::kBFloat16);
     maybe_parallel_for(parallel, static_cast<int64_t>(pairs.size()), 1, [&](int64_t begin, int64_t end, int64_t tid) {
